@@ -1,0 +1,141 @@
+"""MDS shard writing (GUIDE.md section 2): one folder per domain, one sub-folder per rank.
+
+Layout of a finished domain folder::
+
+    book-65536/
+      index.json            merged index over every rank (streaming's merge_index)
+      manifest.json         tokenizer, seq_len, counts, options, recipe
+      rank-00000/           one MDSWriter output per datatrove rank
+        index.json  shard.00000.mds[.zstd]
+      packing.00000.json    what the packer of rank 0 kept, dropped and padded
+
+`streaming` imports torch, so it is only imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from datatrove.pipeline.base import PipelineStep
+
+from prolong_data.packing.sequence import PackedSequence
+
+PRETRAIN_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
+SFT_COLUMNS = {**PRETRAIN_COLUMNS, "mask": "ndarray:uint8"}
+MANIFEST = "manifest.json"
+RANK_PREFIX = "rank-"
+COMPRESSIONS = (None, "zstd")
+
+
+def rank_folder(domain_folder: str | Path, rank: int) -> Path:
+    """Where rank `rank` writes its shards inside a domain folder."""
+    return Path(domain_folder) / f"{RANK_PREFIX}{rank:05d}"
+
+
+def sample_of(seq: PackedSequence, domain: str) -> dict:
+    """The MDS row of one packed sequence."""
+    row = {
+        "input_ids": np.ascontiguousarray(seq.input_ids, dtype=np.uint32),
+        "indices": np.ascontiguousarray(seq.indices, dtype=np.uint32),
+        "domain": domain,
+        "length": seq.seq_len,
+    }
+    if seq.mask is not None:
+        row["mask"] = np.ascontiguousarray(seq.mask, dtype=np.uint8)
+    return row
+
+
+class MDSShardWriter(PipelineStep):
+    """Writes `PackedSequence`s of one domain as MDS shards, into `rank-NNNNN/` per rank.
+
+    A rank's folder is emptied before it is written, so a rerun of a killed rank starts clean
+    and gives the same bytes. Sequences of the wrong length are a bug upstream and raise.
+    """
+
+    name = "MDS shard writer"
+    type = "✍️ - WRITER"
+
+    def __init__(
+        self,
+        output_folder: str,
+        domain: str,
+        seq_len: int,
+        with_mask: bool = False,
+        compression: str | None = None,
+        size_limit: int = 1 << 27,
+    ):
+        super().__init__()
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+        self.output_folder = str(output_folder)
+        self.domain, self.seq_len = domain, seq_len
+        self.columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
+        self.compression, self.size_limit = compression, size_limit
+
+    def run(self, data: Iterator[PackedSequence], rank: int = 0, world_size: int = 1):
+        from streaming import MDSWriter
+
+        out = rank_folder(self.output_folder, rank)
+        if out.exists():
+            shutil.rmtree(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with MDSWriter(
+            out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit
+        ) as writer:
+            for seq in data:
+                if seq.seq_len != self.seq_len:
+                    raise AssertionError(f"packer produced {seq.seq_len} tokens, expected {self.seq_len}")
+                if ("mask" in self.columns) != (seq.mask is not None):
+                    raise AssertionError("mask column and packed sequence disagree")
+                writer.write(sample_of(seq, self.domain))
+                self.stat_update("sequences")
+                self.stat_update("tokens", value=self.seq_len)
+        return iter(())
+
+
+def merge_domain_index(domain_folder: str | Path) -> Path:
+    """Merge the per-rank indexes of a domain folder into its top-level `index.json`."""
+    from streaming.base.util import merge_index
+
+    folder = Path(domain_folder)
+    parts = sorted(p / "index.json" for p in folder.glob(f"{RANK_PREFIX}*") if (p / "index.json").is_file())
+    if not parts:
+        raise FileNotFoundError(f"{folder} has no rank-*/index.json: did the build of this domain run?")
+    merge_index([str(p) for p in parts], str(folder))
+    return folder / "index.json"
+
+
+def read_packing_reports(domain_folder: str | Path) -> dict:
+    """Sum of the `packing.NNNNN.json` reports of all ranks of a domain."""
+    total: dict = {}
+    for path in sorted(Path(domain_folder).glob("packing.*.json")):
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    if total.get("tokens_out"):
+        total["padded_share"] = total.get("padded_tokens", 0) / total["tokens_out"]
+    return total
+
+
+def write_manifest(domain_folder: str | Path, manifest: dict) -> Path:
+    """Write `manifest.json` beside the shards (sorted keys, so reruns give the same bytes)."""
+    path = Path(domain_folder) / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def finalize_domain(domain_folder: str | Path, manifest: dict) -> dict:
+    """Merge the index and write the manifest (with the packing counts) of a built domain."""
+    merge_domain_index(domain_folder)
+    full = {**manifest, "packing": read_packing_reports(domain_folder)}
+    write_manifest(domain_folder, full)
+    return full
+
+
+def read_manifest(domain_folder: str | Path) -> dict:
+    path = Path(domain_folder) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}

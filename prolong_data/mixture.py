@@ -1,0 +1,97 @@
+"""The mixture: which domain folders a training stage reads, and in what proportions.
+
+`mixture.json` sits at the root of a built recipe::
+
+    {"seq_len": 65536,
+     "streams": [{"domain": "book-65536", "path": "book-65536", "proportion": 0.3}, ...]}
+
+Paths are relative to the folder holding `mixture.json`. Mixing happens when the trainer reads
+(each stream becomes a `streaming.Stream` with its proportion), so a new blend is a new
+`mixture.json`, never a re-shard.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PROPORTION_TOLERANCE = 1e-6
+MIXTURE_FILE = "mixture.json"
+
+
+@dataclass(kw_only=True)
+class MixtureStream:
+    """One domain folder and its share of the training sequences."""
+
+    domain: str
+    """Domain name, e.g. `book-65536` (also the `domain` column of its samples)."""
+    path: str
+    """Folder of the domain's MDS shards, relative to mixture.json (or absolute)."""
+    proportion: float
+    """Share of training sequences drawn from this domain; all streams sum to 1."""
+
+    def __post_init__(self):
+        if not 0 <= self.proportion <= 1:
+            raise ValueError(f"stream {self.domain}: proportion {self.proportion} must be in [0, 1]")
+
+
+@dataclass(kw_only=True)
+class Mixture:
+    """A list of streams that sum to 1, all packed to the same `seq_len`."""
+
+    seq_len: int
+    """Tokens per training sequence in every stream."""
+    streams: list[MixtureStream]
+    """The domains and their proportions."""
+    extra: dict = field(default_factory=dict)
+    """Anything else recorded beside the streams (recipe name, tokenizer, budget)."""
+
+    def __post_init__(self):
+        if self.seq_len <= 0:
+            raise ValueError(f"seq_len must be positive, got {self.seq_len}")
+        if not self.streams:
+            raise ValueError("a mixture needs at least one stream")
+        total = sum(s.proportion for s in self.streams)
+        if abs(total - 1) > PROPORTION_TOLERANCE:
+            shares = ", ".join(f"{s.domain}={s.proportion}" for s in self.streams)
+            raise ValueError(f"stream proportions sum to {total:.6f}, not 1 ({shares}); fix them or normalize")
+        names = [s.domain for s in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a domain appears twice in the mixture: {names}")
+
+    def resolved_paths(self, root: str | Path) -> dict[str, Path]:
+        """domain -> absolute folder, for a mixture.json that lives in `root`."""
+        return {s.domain: (Path(root) / s.path).resolve() for s in self.streams}
+
+    def to_dict(self) -> dict:
+        return {"seq_len": self.seq_len, "streams": [asdict(s) for s in self.streams], **self.extra}
+
+
+def normalized(proportions: dict[str, float]) -> dict[str, float]:
+    """`proportions` scaled to sum to 1 (zero shares stay zero)."""
+    total = sum(proportions.values())
+    if total <= 0:
+        raise ValueError("proportions sum to 0")
+    return {k: v / total for k, v in proportions.items()}
+
+
+def write_mixture(mixture: Mixture, root: str | Path) -> Path:
+    """Write `root/mixture.json`."""
+    path = Path(root) / MIXTURE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(mixture.to_dict(), indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def read_mixture(path: str | Path) -> tuple[Mixture, Path]:
+    """(mixture, the folder its relative paths start from) from a mixture.json or its folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MIXTURE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: build the shards first (e.g. `make shards`)")
+    data = json.loads(path.read_text())
+    streams = [MixtureStream(**{k: s[k] for k in ("domain", "path", "proportion")}) for s in data.get("streams", [])]
+    extra = {k: v for k, v in data.items() if k not in ("seq_len", "streams")}
+    return Mixture(seq_len=int(data["seq_len"]), streams=streams, extra=extra), path.parent

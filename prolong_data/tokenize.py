@@ -1,0 +1,527 @@
+"""Tokenizer loading and exact, fast encoding of long documents.
+
+Two ideas make long-document tokenization fast without changing a single id:
+
+* Byte-level BPE never merges across pre-tokenizer pieces, and the Llama-3 / GPT-style split
+  regexes always end a piece right after a newline that is followed by a letter. Cutting a
+  document at such points and encoding the pieces separately therefore gives exactly the ids of
+  the whole document, while letting the pieces run on several threads.
+* tiktoken implements the same byte-level BPE several times faster than HF `tokenizers`, and it
+  can express any HF byte-level BPE tokenizer whose token ids are its merge ranks (Llama-3's is).
+
+Engines are tried in order (tiktoken, HF on split pieces, HF on whole documents); each is checked
+against whole-document HF encoding on a sample before use, and skipped with a warning if it
+differs. Text that looks like a special token (``<|begin_of_text|>`` inside a book) is encoded as
+plain text by every engine, so documents can never inject control tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+TOKEN_DTYPE = np.uint32
+
+LLAMA3_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+LLAMA3_NUM_SPECIAL = 256
+BOS_CANDIDATES = ("<|begin_of_text|>", "<s>", "<|startoftext|>", "<|endoftext|>")
+EOS_CANDIDATES = ("<|end_of_text|>", "</s>", "<|endoftext|>", "<|im_end|>")
+
+# A cut right after a newline followed by a letter is a pre-tokenizer boundary for Llama-3 and
+# GPT-style byte-level regexes: no piece can start with a newline and continue into a letter.
+SAFE_SPLIT = re.compile(r"\n(?=[^\W\d_])")
+
+
+class TokenizerError(ValueError):
+    """A tokenizer spec that cannot be loaded; the message says what to give instead."""
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedTokenizer:
+    """An HF `tokenizers.Tokenizer` plus what the shards record about it."""
+
+    name: str
+    """What the user asked for (`llama3`, a path or a hub id)."""
+    hf: object
+    """The `tokenizers.Tokenizer` that defines the ids (the reference for every engine)."""
+    bos_id: int
+    """Token id put before every document."""
+    eos_id: int
+    """Token id put after every document."""
+    tiktoken_file: str | None = None
+    """Path of a tiktoken BPE file with the same vocabulary, when one is known."""
+
+    @cached_property
+    def vocab_hash(self) -> str:
+        """sha256 of the (token, id) table including special tokens: equal hashes, equal ids."""
+        vocab = self.hf.get_vocab(with_added_tokens=True)
+        blob = json.dumps(sorted(vocab.items(), key=lambda kv: kv[1]), ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size(with_added_tokens=True)
+
+    def describe(self) -> dict:
+        """The manifest entry for this tokenizer."""
+        return {
+            "name": self.name,
+            "vocab_hash": self.vocab_hash,
+            "vocab_size": self.vocab_size,
+            "bos_id": self.bos_id,
+            "eos_id": self.eos_id,
+        }
+
+    def encode_reference(self, text: str) -> np.ndarray:
+        """Whole-document HF encoding, special-token look-alikes as plain text: the ground truth."""
+        return np.asarray(_plain_text_encoder(self.hf).encode(text, add_special_tokens=False).ids, TOKEN_DTYPE)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def _plain_text_encoder(hf):
+    """The same tokenizer, set to encode special-token strings found in text as ordinary text."""
+    if not getattr(hf, "encode_special_tokens", False):
+        hf.encode_special_tokens = True
+    return hf
+
+
+def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None) -> LoadedTokenizer:
+    """Load a tokenizer from `llama3`, a `tokenizer.json` file, a local HF folder, or a hub id.
+
+    `llama3` builds Meta's Llama-3 tokenizer offline from the `tokenizer.model` shipped in the
+    PyPI package `llama-models`. `bos` / `eos` override the document boundary tokens (by string).
+    """
+    if spec == "llama3":
+        hf, tiktoken_file = _load_llama3()
+    else:
+        path = Path(spec).expanduser()
+        if path.is_file():
+            hf, tiktoken_file = _load_tokenizer_json(path), None
+        elif path.is_dir():
+            hf, tiktoken_file = _load_folder(path), None
+        elif "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
+            hf, tiktoken_file = _load_from_hub(spec), None
+        else:
+            raise TokenizerError(
+                f"tokenizer {spec!r}: no such file or folder. Give `llama3`, a tokenizer.json path, "
+                "a folder with tokenizer.json, or a hub id like meta-llama/Meta-Llama-3-8B."
+            )
+    config = _read_tokenizer_config(Path(spec)) if spec != "llama3" else {}
+    bos_id = _special_id(hf, bos, config.get("bos_token"), BOS_CANDIDATES, "bos")
+    eos_id = _special_id(hf, eos, None, EOS_CANDIDATES, "eos")
+    return LoadedTokenizer(name=spec, hf=hf, bos_id=bos_id, eos_id=eos_id, tiktoken_file=tiktoken_file)
+
+
+def _load_tokenizer_json(path: Path):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(path))
+
+
+def _load_folder(path: Path):
+    if (path / "tokenizer.json").is_file():
+        return _load_tokenizer_json(path / "tokenizer.json")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(path)).backend_tokenizer
+    except Exception as err:  # transformers raises many kinds here
+        raise TokenizerError(f"folder {path} holds no loadable tokenizer ({err}); it needs tokenizer.json") from err
+
+
+def _load_from_hub(repo_id: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(repo_id).backend_tokenizer
+    except Exception as err:
+        raise TokenizerError(
+            f"could not fetch tokenizer {repo_id!r} from the hub ({type(err).__name__}). Offline? "
+            "Use `llama3` or a local tokenizer.json instead."
+        ) from err
+
+
+def _read_tokenizer_config(spec: Path) -> dict:
+    folder = spec if spec.is_dir() else spec.parent
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return {}
+    data = json.loads(config.read_text())
+    return {k: (v["content"] if isinstance(v, dict) else v) for k, v in data.items() if k.endswith("_token")}
+
+
+def _special_id(hf, override: str | None, configured: str | None, candidates: Iterable[str], role: str) -> int:
+    """Id of the document boundary token: the override, else the configured, else a known name."""
+    for token in (override, configured, *candidates):
+        if token is not None and hf.token_to_id(token) is not None:
+            return hf.token_to_id(token)
+    raise TokenizerError(f"cannot find a {role} token in this tokenizer; pass {role}='<the token>'")
+
+
+def llama3_tiktoken_file() -> Path:
+    """Meta's official Llama-3 `tokenizer.model`, from the installed `llama-models` package."""
+    spec = importlib.util.find_spec("llama_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise TokenizerError("the `llama3` tokenizer needs the PyPI package llama-models: pip install llama-models")
+    path = Path(next(iter(spec.submodule_search_locations))) / "llama3" / "tokenizer.model"
+    if not path.is_file():
+        raise TokenizerError(f"llama-models is installed but has no {path}; reinstall llama-models==0.3.0")
+    return path
+
+
+def llama3_special_tokens() -> list[str]:
+    """The 256 Llama-3 (8B, 8B-Instruct) special tokens, in id order from 128000.
+
+    These are Llama-3.0's names, the ones of ProLong's base model; Llama-3.1 renamed a few
+    reserved slots (e.g. 128004 `<|finetune_right_pad_id|>`) without changing any id.
+    """
+    named = {
+        0: "<|begin_of_text|>",
+        1: "<|end_of_text|>",
+        6: "<|start_header_id|>",
+        7: "<|end_header_id|>",
+        9: "<|eot_id|>",
+    }
+    tokens, reserved = [], 0
+    for slot in range(LLAMA3_NUM_SPECIAL):
+        if slot in named:
+            tokens.append(named[slot])
+        else:
+            tokens.append(f"<|reserved_special_token_{reserved}|>")
+            reserved += 1
+    return tokens
+
+
+def _load_llama3():
+    """Convert Meta's tiktoken `tokenizer.model` into an HF tokenizer (offline)."""
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    path = llama3_tiktoken_file()
+    converter = TikTokenConverter(
+        vocab_file=str(path), pattern=LLAMA3_PATTERN, additional_special_tokens=llama3_special_tokens()
+    )
+    return converter.converted(), str(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting long documents at safe boundaries
+# --------------------------------------------------------------------------------------------
+
+
+def split_at_safe_boundaries(text: str, piece_chars: int = 16384) -> list[str]:
+    """Cut `text` into pieces of roughly `piece_chars`, only right after a newline before a letter.
+
+    Concatenating the pieces gives `text` back; encoding them one by one gives the ids of the
+    whole text for Llama-3 / GPT-style byte-level BPE tokenizers.
+    """
+    if len(text) <= piece_chars:
+        return [text]
+    pieces, start = [], 0
+    while len(text) - start > piece_chars:
+        match = SAFE_SPLIT.search(text, start + piece_chars)
+        if match is None:
+            break
+        cut = match.start() + 1  # just after the newline
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces
+
+
+# --------------------------------------------------------------------------------------------
+# Engines
+# --------------------------------------------------------------------------------------------
+
+
+class Engine:
+    """Turns a batch of texts into token ids (no BOS/EOS), identical to `encode_reference`."""
+
+    name = "engine"
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+
+class HFWholeEngine(Engine):
+    """HF tokenizers, each document encoded whole: the slow, always-correct reference."""
+
+    name = "hf-whole"
+
+    def __init__(self, tok: LoadedTokenizer):
+        self.hf = _plain_text_encoder(tok.hf)
+
+    def encode_batch(self, texts):
+        encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
+        return [np.asarray(e.ids, TOKEN_DTYPE) for e in encodings]
+
+
+class _PieceEngine(Engine):
+    """Splits documents at safe boundaries, encodes all pieces as one batch, joins per document."""
+
+    def __init__(self, piece_chars: int):
+        self.piece_chars = piece_chars
+
+    def encode_pieces(self, pieces: list[str]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def encode_batch(self, texts):
+        pieces, owners = [], []
+        for i, text in enumerate(texts):
+            for piece in split_at_safe_boundaries(text, self.piece_chars):
+                pieces.append(piece)
+                owners.append(i)
+        ids = self.encode_pieces(pieces)
+        out: list[list[np.ndarray]] = [[] for _ in texts]
+        for owner, piece_ids in zip(owners, ids):
+            out[owner].append(np.asarray(piece_ids, TOKEN_DTYPE))
+        return [np.concatenate(parts) if parts else np.zeros(0, TOKEN_DTYPE) for parts in out]
+
+
+class HFSplitEngine(_PieceEngine):
+    """HF tokenizers on safe-boundary pieces, batched (tokenizers runs a batch on all cores)."""
+
+    name = "hf-split"
+
+    def __init__(self, tok: LoadedTokenizer, piece_chars: int = 16384):
+        super().__init__(piece_chars)
+        self.hf = _plain_text_encoder(tok.hf)
+
+    def encode_pieces(self, pieces):
+        return [e.ids for e in self.hf.encode_batch(pieces, add_special_tokens=False)]
+
+
+class TiktokenEngine(_PieceEngine):
+    """tiktoken's Rust BPE on safe-boundary pieces, `threads` at a time."""
+
+    name = "tiktoken"
+
+    def __init__(self, encoding, threads: int = 1, piece_chars: int = 16384):
+        super().__init__(piece_chars)
+        self.encoding = encoding
+        self.threads = threads
+
+    def encode_pieces(self, pieces):
+        if self.threads <= 1:
+            return [self.encoding.encode_ordinary(p) for p in pieces]
+        return self.encoding.encode_ordinary_batch(pieces, num_threads=self.threads)
+
+
+def tiktoken_encoding(tok: LoadedTokenizer):
+    """A tiktoken `Encoding` with the same vocabulary as `tok`, or None when it cannot express it.
+
+    Possible for byte-level BPE with a single split regex and no normalizer, where ids are
+    merge ranks (tiktoken merges by the rank of the merged bytes). The identity check in
+    `choose_engine` catches any tokenizer where that last assumption fails.
+    """
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    if tok.tiktoken_file is not None:
+        from tiktoken.load import load_tiktoken_bpe
+
+        ranks = load_tiktoken_bpe(tok.tiktoken_file)
+        pattern = LLAMA3_PATTERN
+    else:
+        parsed = _byte_level_bpe_parts(json.loads(tok.hf.to_str()))
+        if parsed is None:
+            return None
+        ranks, pattern = parsed
+    return tiktoken.Encoding(name=f"prolong-{tok.vocab_hash[:12]}", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+
+
+def _byte_level_bpe_parts(spec: dict):
+    """(mergeable_ranks, split regex) from a tokenizer.json, or None if not plain byte-level BPE."""
+    model, pre = spec.get("model", {}), spec.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or spec.get("normalizer"):
+        return None
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    splits = [s for s in steps if s.get("type") == "Split"]
+    byte_levels = [s for s in steps if s.get("type") == "ByteLevel"]
+    if len(splits) != 1 or len(byte_levels) != 1 or byte_levels[0].get("use_regex", True):
+        return None
+    if splits[0].get("behavior") != "Isolated" or "Regex" not in splits[0].get("pattern", {}):
+        return None
+    decode_byte = {ch: b for b, ch in _bytes_to_unicode().items()}
+    ranks = {}
+    for token, rank in model["vocab"].items():
+        try:
+            ranks[bytes(decode_byte[ch] for ch in token)] = rank
+        except KeyError:
+            return None
+    return ranks, splits[0]["pattern"]["Regex"]
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table used by byte-level BPE vocabularies."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+ENGINE_ORDER = ("tiktoken", "hf-split", "hf-whole")
+
+
+def build_engine(name: str, tok: LoadedTokenizer, threads: int = 1) -> Engine | None:
+    """The engine called `name` for `tok`, or None if this tokenizer cannot use it."""
+    if name == "tiktoken":
+        encoding = tiktoken_encoding(tok)
+        return None if encoding is None else TiktokenEngine(encoding, threads=threads)
+    if name == "hf-split":
+        return HFSplitEngine(tok)
+    if name == "hf-whole":
+        return HFWholeEngine(tok)
+    raise ValueError(f"unknown engine {name!r}; choose from {ENGINE_ORDER} or 'auto'")
+
+
+def engine_matches_reference(engine: Engine, tok: LoadedTokenizer, sample: Sequence[str]) -> bool:
+    """True when `engine` gives the reference ids on every text of `sample`."""
+    got = engine.encode_batch(sample)
+    return all(np.array_equal(g, tok.encode_reference(t)) for g, t in zip(got, sample))
+
+
+def choose_engine(tok: LoadedTokenizer, sample: Sequence[str], preferred: str = "auto", threads: int = 1) -> Engine:
+    """The fastest engine that reproduces whole-document HF ids on `sample`.
+
+    `preferred="auto"` tries tiktoken, then HF on split pieces, then HF whole; naming an engine
+    starts the search there. An engine that disagrees on the sample is skipped with a warning.
+    """
+    order = ENGINE_ORDER if preferred == "auto" else ENGINE_ORDER[ENGINE_ORDER.index(preferred) :]
+    if preferred != "auto" and preferred not in ENGINE_ORDER:
+        raise ValueError(f"unknown engine {preferred!r}; choose from {ENGINE_ORDER} or 'auto'")
+    for name in order:
+        engine = build_engine(name, tok, threads=threads)
+        if engine is None:
+            logger.info("engine %s cannot express tokenizer %s; trying the next", name, tok.name)
+            continue
+        if name == "hf-whole" or engine_matches_reference(engine, tok, sample):
+            return engine
+        logger.warning("engine %s gives different ids than HF on the sample; falling back", name)
+    raise AssertionError("hf-whole is always available")
+
+
+def with_boundaries(ids: np.ndarray, tok: LoadedTokenizer, bos: bool = True, eos: bool = True) -> np.ndarray:
+    """`ids` with the document's BOS in front and EOS at the end, as the recipe says."""
+    parts = []
+    if bos:
+        parts.append(np.asarray([tok.bos_id], TOKEN_DTYPE))
+    parts.append(ids.astype(TOKEN_DTYPE, copy=False))
+    if eos:
+        parts.append(np.asarray([tok.eos_id], TOKEN_DTYPE))
+    return np.concatenate(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# The datatrove step
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenizedDocument:
+    """One document as token ids (BOS/EOS included), with where it came from."""
+
+    id: str
+    tokens: np.ndarray  # (n,) uint32
+    source: str = ""
+    mask: np.ndarray | None = None  # (n,) uint8, SFT only
+
+
+def _datatrove_step_base():
+    from datatrove.pipeline.base import PipelineStep
+
+    return PipelineStep
+
+
+class TokenizeDocuments(_datatrove_step_base()):
+    """datatrove step: `Document`s in, `TokenizedDocument`s (with BOS/EOS) out, in input order.
+
+    The tokenizer is loaded inside `run`, so the step pickles cheaply to executor workers. The
+    engine is chosen on the first `check_docs` documents (see `choose_engine`); the choice is
+    logged and counted in the step's stats.
+    """
+
+    name = "fast exact tokenizer"
+    type = "🔢 - TOKENIZER"
+
+    def __init__(
+        self,
+        tokenizer: str,
+        engine: str = "auto",
+        threads: int = 1,
+        batch_chars: int = 4_000_000,
+        add_bos: bool = True,
+        add_eos: bool = True,
+        check_docs: int = 4,
+        check_chars: int = 200_000,
+    ):
+        super().__init__()
+        if batch_chars <= 0 or threads <= 0:
+            raise ValueError("batch_chars and threads must be positive")
+        self.tokenizer, self.engine_name, self.threads = tokenizer, engine, threads
+        self.batch_chars, self.add_bos, self.add_eos = batch_chars, add_bos, add_eos
+        self.check_docs, self.check_chars = check_docs, check_chars
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        tok = load_tokenizer(self.tokenizer)
+        engine, batch, size = None, [], 0
+        for doc in data:
+            batch.append(doc)
+            size += len(doc.text)
+            if engine is None and len(batch) >= self.check_docs:
+                engine = self._pick_engine(tok, batch)
+            if size >= self.batch_chars:
+                engine = engine or self._pick_engine(tok, batch)
+                yield from self._encode(engine, tok, batch)
+                batch, size = [], 0
+        if batch:
+            engine = engine or self._pick_engine(tok, batch)
+            yield from self._encode(engine, tok, batch)
+
+    def _pick_engine(self, tok: LoadedTokenizer, docs) -> Engine:
+        sample = [_head_at_safe_boundary(d.text, self.check_chars) for d in docs[: self.check_docs]]
+        engine = choose_engine(tok, sample, preferred=self.engine_name, threads=self.threads)
+        logger.info("tokenizing with engine %s", engine.name)
+        self.stat_update(f"engine_{engine.name}")
+        return engine
+
+    def _encode(self, engine: Engine, tok: LoadedTokenizer, docs):
+        with self.track_time(unit="batch"):
+            ids = engine.encode_batch([d.text for d in docs])
+        for doc, doc_ids in zip(docs, ids):
+            tokens = with_boundaries(doc_ids, tok, bos=self.add_bos, eos=self.add_eos)
+            self.stat_update("tokens", value=len(tokens))
+            source = doc.metadata.get("source", "") if doc.metadata else ""
+            yield TokenizedDocument(id=doc.id, tokens=tokens, source=str(source))
+
+
+def _head_at_safe_boundary(text: str, max_chars: int) -> str:
+    """The start of `text` up to about `max_chars`, cut where whole-text ids are unchanged."""
+    return split_at_safe_boundaries(text, max_chars)[0]
