@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.mds_format import NativeMDSWriter
 from prolong_data.packing.sequence import PackedSequence
 
 PRETRAIN_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
@@ -29,6 +30,7 @@ SFT_COLUMNS = {**PRETRAIN_COLUMNS, "mask": "ndarray:uint8"}
 MANIFEST = "manifest.json"
 RANK_PREFIX = "rank-"
 COMPRESSIONS = (None, "zstd")
+WRITER_BACKENDS = ("native", "streaming")
 
 
 def rank_folder(domain_folder: str | Path, rank: int) -> Path:
@@ -54,6 +56,8 @@ class MDSShardWriter(PipelineStep):
 
     A rank's folder is emptied before it is written, so a rerun of a killed rank starts clean
     and gives the same bytes. Sequences of the wrong length are a bug upstream and raise.
+    `backend="native"` (default) writes the same bytes as `streaming.MDSWriter` without importing
+    torch in every worker (see `mds_format.py`); `backend="streaming"` uses MDSWriter itself.
     """
 
     name = "MDS shard writer"
@@ -67,6 +71,7 @@ class MDSShardWriter(PipelineStep):
         with_mask: bool = False,
         compression: str | None = None,
         size_limit: int = 1 << 27,
+        backend: str = "native",
     ):
         super().__init__()
         if compression not in COMPRESSIONS:
@@ -75,17 +80,23 @@ class MDSShardWriter(PipelineStep):
         self.domain, self.seq_len = domain, seq_len
         self.columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
         self.compression, self.size_limit = compression, size_limit
+        if backend not in WRITER_BACKENDS:
+            raise ValueError(f"backend must be one of {WRITER_BACKENDS}, got {backend!r}")
+        self.backend = backend
+
+    def _open_writer(self, out: Path):
+        if self.backend == "streaming":
+            from streaming import MDSWriter
+
+            return MDSWriter(out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit)
+        return NativeMDSWriter(out, self.columns, compression=self.compression, size_limit=self.size_limit)
 
     def run(self, data: Iterator[PackedSequence], rank: int = 0, world_size: int = 1):
-        from streaming import MDSWriter
-
         out = rank_folder(self.output_folder, rank)
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with MDSWriter(
-            out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit
-        ) as writer:
+        with self._open_writer(out) as writer:
             for seq in data:
                 if seq.seq_len != self.seq_len:
                     raise AssertionError(f"packer produced {seq.seq_len} tokens, expected {self.seq_len}")
@@ -105,6 +116,7 @@ def merge_domain_index(domain_folder: str | Path) -> Path:
     parts = sorted(p / "index.json" for p in folder.glob(f"{RANK_PREFIX}*") if (p / "index.json").is_file())
     if not parts:
         raise FileNotFoundError(f"{folder} has no rank-*/index.json: did the build of this domain run?")
+    (folder / "index.json").unlink(missing_ok=True)  # merge_index refuses to overwrite: a rerun replaces it
     merge_index([str(p) for p in parts], str(folder))
     return folder / "index.json"
 

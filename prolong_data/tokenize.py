@@ -323,7 +323,8 @@ class TiktokenEngine(_PieceEngine):
 
     def encode_pieces(self, pieces):
         if self.threads <= 1:
-            return [self.encoding.encode_ordinary(p) for p in pieces]
+            # the encoding has no special tokens, so this is encode_ordinary straight into numpy
+            return [self.encoding.encode_to_numpy(p, disallowed_special=()) for p in pieces]
         return self.encoding.encode_ordinary_batch(pieces, num_threads=self.threads)
 
 
@@ -480,7 +481,7 @@ class TokenizeDocuments(_datatrove_step_base()):
         add_bos: bool = True,
         add_eos: bool = True,
         check_docs: int = 4,
-        check_chars: int = 200_000,
+        check_chars: int = 50_000,
     ):
         super().__init__()
         if batch_chars <= 0 or threads <= 0:

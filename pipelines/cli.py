@@ -1,0 +1,88 @@
+"""`prolong-data`: the command line of the toolkit.
+
+    prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
+    prolong-data verify DIR
+    prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from prolong_data.inspect import domain_folders, format_summary, plot_histograms, sample_at, summarize
+    from prolong_data.mds import read_manifest
+
+    folders = domain_folders(args.dir)
+    summaries = [summarize(f) for f in folders]
+    print(format_summary(summaries))
+    png = Path(args.png) if args.png else Path(args.dir) / "inspect.png"
+    print(f"\nhistogram plot: {plot_histograms(summaries, png)}")
+    if args.sample is not None:
+        folder = folders[0] if args.domain is None else Path(args.dir) / args.domain
+        row = sample_at(folder, args.sample)
+        spec = args.tokenizer or read_manifest(folder).get("tokenizer", {}).get("name")
+        print(f"\n{folder.name} sample {args.sample}: spans {row['indices'][:8].tolist()}{' ...' if len(row['indices']) > 8 else ''}")
+        ids = row["input_ids"][: args.tokens]
+        if spec:
+            from prolong_data.tokenize import load_tokenizer
+
+            print(repr(load_tokenizer(spec).decode(ids.tolist())))
+        else:
+            print(f"(no tokenizer recorded; ids) {ids.tolist()}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from prolong_data.inspect import ShardError, verify
+
+    try:
+        report = verify(args.dir)
+    except (ShardError, FileNotFoundError) as err:
+        print(f"verify FAILED: {err}", file=sys.stderr)
+        return 1
+    print(f"verify OK: {report.folders} folder(s), {report.samples:,} samples, {report.tokens:,} tokens")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prolong-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="domains, sequences, tokens, span-length histogram, a decoded sample")
+    p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
+    p.add_argument("--sample", type=int, default=None, help="also print the start of this sample")
+    p.add_argument("--domain", default=None, help="domain folder of --sample (default: the first)")
+    p.add_argument("--tokens", type=int, default=200, help="how many tokens of the sample to decode")
+    p.add_argument("--tokenizer", default=None, help="tokenizer to decode with (default: the manifest's)")
+    p.add_argument("--png", default=None, help="where to save the histogram plot (default DIR/inspect.png)")
+    p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("verify", help="check every sample against the shard contract")
+    p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
+    p.set_defaults(func=_verify)
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub) -> None:
+    """Commands that live in their own modules (recipes, builds)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pipelines.shards") is not None:
+        from pipelines import shards
+
+        shards.add_parser(sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""Exactness of the fast tokenization engines, and tokenizer loading."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from prolong_data import tokenize as T
+
+
+def test_import_prolong_data_does_not_import_torch():
+    code = (
+        "import sys, prolong_data, prolong_data.tokenize, prolong_data.packing, prolong_data.packing.steps, "
+        "prolong_data.mds, prolong_data.inspect, prolong_data.mixture\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_llama3_builds_offline_with_the_same_vocabulary(llama3_tok):
+    tok = T.load_tokenizer("llama3")
+    assert tok.vocab_size == 128256
+    assert (tok.bos_id, tok.eos_id) == (128000, 128001)
+    assert tok.vocab_hash == llama3_tok.vocab_hash
+    assert tok.hf.token_to_id("<|eot_id|>") == 128009
+
+
+def test_load_tokenizer_from_folder_and_missing_path(tokenizer_json, tmp_path):
+    from pathlib import Path
+
+    tok = T.load_tokenizer(str(Path(tokenizer_json).parent))
+    assert tok.bos_id == 128000 and tok.vocab_size == 128256
+    with pytest.raises(T.TokenizerError, match="no such file or folder"):
+        T.load_tokenizer(str(tmp_path / "missing.json"))
+
+
+@pytest.mark.parametrize("engine", ["tiktoken", "hf-split"])
+def test_fast_engines_equal_whole_document_hf_on_every_book(engine, llama3_tok, book_texts):
+    fast = T.build_engine(engine, llama3_tok, threads=2)
+    texts = list(book_texts.values())
+    for name, got, text in zip(book_texts, fast.encode_batch(texts), texts):
+        want = llama3_tok.encode_reference(text)
+        assert got.dtype == np.uint32
+        assert np.array_equal(got, want), f"{engine} differs from HF on {name}"
+
+
+def test_tiktoken_from_meta_model_equals_hf_on_books(llama3_tok, book_texts):
+    meta = T.load_tokenizer("llama3")
+    engine = T.build_engine("tiktoken", meta, threads=2)
+    text = book_texts["pg11-alice-s-adventures-in-wonderland.txt"]
+    assert np.array_equal(engine.encode_batch([text])[0], llama3_tok.encode_reference(text))
+
+
+def test_special_token_strings_in_text_stay_plain_text(llama3_tok):
+    text = "a <|begin_of_text|> b <|eot_id|>\nChapter"
+    want = llama3_tok.encode_reference(text)
+    assert 128000 not in want.tolist() and 128009 not in want.tolist()
+    for name in T.ENGINE_ORDER:
+        got = T.build_engine(name, llama3_tok).encode_batch([text])[0]
+        assert np.array_equal(got, want), name
+
+
+_TEXT = st.lists(st.sampled_from(list("ab Zé\n\r\t.,'0123456789") + ["\u00a0", "ß", "\n\n", "  ", "\r\n", "Übung"]), max_size=200).map("".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=_TEXT, piece_chars=st.integers(1, 50))
+def test_safe_split_pieces_rebuild_text_and_ids(llama3_tok, text, piece_chars):
+    pieces = T.split_at_safe_boundaries(text, piece_chars)
+    assert "".join(pieces) == text
+    ids = np.concatenate([llama3_tok.encode_reference(p) for p in pieces]) if text else np.zeros(0, np.uint32)
+    assert np.array_equal(ids, llama3_tok.encode_reference(text))
+
+
+def test_choose_engine_falls_back_when_an_engine_disagrees(llama3_tok, monkeypatch, caplog):
+    class Broken(T.Engine):
+        name = "tiktoken"
+
+        def encode_batch(self, texts):
+            return [np.zeros(1, np.uint32) for _ in texts]
+
+    real = T.build_engine
+    monkeypatch.setattr(T, "build_engine", lambda name, tok, threads=1: Broken() if name == "tiktoken" else real(name, tok, threads))
+    with caplog.at_level(logging.WARNING):
+        engine = T.choose_engine(llama3_tok, ["Hello world\nAgain"])
+    assert engine.name == "hf-split"
+    assert "falling back" in caplog.text
+
+
+def test_tiktoken_is_chosen_for_llama3(llama3_tok, book_texts):
+    sample = [T.split_at_safe_boundaries(t, 20000)[0] for t in book_texts.values()][:2]
+    assert T.choose_engine(llama3_tok, sample).name == "tiktoken"
+
+
+def test_tokenize_step_adds_bos_and_eos(tokenizer_json, llama3_tok):
+    from datatrove.data import Document
+
+    docs = [Document(text="Hello there.\nGeneral Kenobi!", id="a"), Document(text="", id="b")]
+    out = list(T.TokenizeDocuments(tokenizer_json, check_docs=1)(iter(docs)))
+    assert [d.id for d in out] == ["a", "b"]
+    body = llama3_tok.encode_reference(docs[0].text)
+    assert out[0].tokens.tolist() == [128000, *body.tolist(), 128001]
+    assert out[1].tokens.tolist() == [128000, 128001]
