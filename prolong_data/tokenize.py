@@ -69,6 +69,16 @@ class LoadedTokenizer:
     """Token id put after every document."""
     tiktoken_file: str | None = None
     """Path of a tiktoken BPE file with the same vocabulary, when one is known."""
+    json_file: str | None = None
+    """Path of the tokenizer.json it was loaded from, when there is one (read faster than `to_str`)."""
+
+    def spec_json(self) -> dict:
+        """The tokenizer.json content as a dict."""
+        if self.json_file is not None:
+            import orjson
+
+            return orjson.loads(Path(self.json_file).read_bytes())
+        return json.loads(self.hf.to_str())
 
     @cached_property
     def vocab_hash(self) -> str:
@@ -112,14 +122,16 @@ def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None)
     `llama3` builds Meta's Llama-3 tokenizer offline from the `tokenizer.model` shipped in the
     PyPI package `llama-models`. `bos` / `eos` override the document boundary tokens (by string).
     """
+    json_file = None
     if spec == "llama3":
         hf, tiktoken_file = _load_llama3()
     else:
         path = Path(spec).expanduser()
         if path.is_file():
-            hf, tiktoken_file = _load_tokenizer_json(path), None
+            hf, tiktoken_file, json_file = _load_tokenizer_json(path), None, str(path)
         elif path.is_dir():
             hf, tiktoken_file = _load_folder(path), None
+            json_file = str(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
         elif "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
             hf, tiktoken_file = _load_from_hub(spec), None
         else:
@@ -130,7 +142,9 @@ def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None)
     config = _read_tokenizer_config(Path(spec)) if spec != "llama3" else {}
     bos_id = _special_id(hf, bos, config.get("bos_token"), BOS_CANDIDATES, "bos")
     eos_id = _special_id(hf, eos, None, EOS_CANDIDATES, "eos")
-    return LoadedTokenizer(name=spec, hf=hf, bos_id=bos_id, eos_id=eos_id, tiktoken_file=tiktoken_file)
+    return LoadedTokenizer(
+        name=spec, hf=hf, bos_id=bos_id, eos_id=eos_id, tiktoken_file=tiktoken_file, json_file=json_file
+    )
 
 
 def _load_tokenizer_json(path: Path):
@@ -345,7 +359,7 @@ def tiktoken_encoding(tok: LoadedTokenizer):
         ranks = load_tiktoken_bpe(tok.tiktoken_file)
         pattern = LLAMA3_PATTERN
     else:
-        parsed = _byte_level_bpe_parts(json.loads(tok.hf.to_str()))
+        parsed = _byte_level_bpe_parts(tok.spec_json())
         if parsed is None:
             return None
         ranks, pattern = parsed
@@ -364,12 +378,14 @@ def _byte_level_bpe_parts(spec: dict):
         return None
     if splits[0].get("behavior") != "Isolated" or "Regex" not in splits[0].get("pattern", {}):
         return None
-    decode_byte = {ch: b for b, ch in _bytes_to_unicode().items()}
+    # byte-level characters -> the latin-1 character of their byte, then one C-level encode
+    to_latin1 = {c: "\uffff" for c in range(256)}  # a raw low character is not byte-level: refuse it
+    to_latin1.update({ord(ch): chr(b) for b, ch in _bytes_to_unicode().items()})
     ranks = {}
     for token, rank in model["vocab"].items():
         try:
-            ranks[bytes(decode_byte[ch] for ch in token)] = rank
-        except KeyError:
+            ranks[token.translate(to_latin1).encode("latin-1")] = rank
+        except UnicodeEncodeError:  # a character outside the byte-level alphabet
             return None
     return ranks, splits[0]["pattern"]["Regex"]
 

@@ -107,3 +107,21 @@ def test_tokenize_step_adds_bos_and_eos(tokenizer_json, llama3_tok):
     body = llama3_tok.encode_reference(docs[0].text)
     assert out[0].tokens.tolist() == [128000, *body.tolist(), 128001]
     assert out[1].tokens.tolist() == [128000, 128001]
+
+
+def test_non_byte_level_tokenizer_skips_tiktoken_and_stays_exact(tmp_path, book_texts):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    hf = Tokenizer(models.BPE(unk_token="[UNK]"))
+    hf.normalizer = normalizers.Lowercase()
+    hf.pre_tokenizer = pre_tokenizers.Whitespace()
+    text = book_texts["pg11-alice-s-adventures-in-wonderland.txt"]
+    hf.train_from_iterator([text], trainers.BpeTrainer(vocab_size=500, special_tokens=["[UNK]", "<s>", "</s>"]))
+    path = tmp_path / "tokenizer.json"
+    hf.save(str(path))
+    tok = T.load_tokenizer(str(path))
+    assert (tok.bos_id, tok.eos_id) == (1, 2)
+    assert T.tiktoken_encoding(tok) is None
+    engine = T.choose_engine(tok, [text[:5000]])
+    assert engine.name in ("hf-split", "hf-whole")
+    assert np.array_equal(engine.encode_batch([text])[0], tok.encode_reference(text))
