@@ -1,0 +1,273 @@
+"""Typed training configuration: dataclasses, a YAML file, and dotted command-line overrides.
+
+Precedence: dataclass defaults < YAML file < the YAML's ``smoke:`` block (with ``--smoke``) <
+command line. Every field can be set on the command line as ``--section.field=value`` (or
+``--section.field value``), e.g. ``--optim.lr=1e-5 --train.steps=10``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    path: str | None = None
+    """Hugging Face checkpoint: a local folder or a hub id (Llama / Qwen2 / Mistral-style decoder)."""
+    tokenizer: str | None = None
+    """Tokenizer folder or hub id; defaults to ``path``. Required for the tiny model."""
+    tiny: bool = False
+    """Ignore ``path`` and train a randomly initialised tiny Llama (see ``TinyConfig``)."""
+    rope_theta: float | None = None
+    """RoPE base frequency for this stage (ProLong stage 1: 8e6); None keeps the checkpoint's."""
+    attention: str = "auto"
+    """Document-masked attention backend: auto, sdpa_docs, flex, varlen or flash (see trainer/attention.py)."""
+    loss_chunk_size: int = 4096
+    """Tokens per chunk of the LM-head cross-entropy; bounds the logits memory to chunk x vocab."""
+
+    def __post_init__(self):
+        if not self.tiny and not self.path:
+            raise ValueError("model.path is empty; pass --model.path=<HF folder or hub id> or --model.tiny=true")
+        if self.rope_theta is not None and self.rope_theta <= 0:
+            raise ValueError(f"model.rope_theta must be positive, got {self.rope_theta}")
+        if self.loss_chunk_size < 1:
+            raise ValueError(f"model.loss_chunk_size must be >= 1, got {self.loss_chunk_size}")
+
+
+@dataclass(kw_only=True)
+class TinyConfig:
+    """Shape of the random-init Llama used by smoke runs and tests (Llama-3 vocabulary by default)."""
+
+    vocab_size: int = 128256
+    """Vocabulary size; 128,256 is Llama-3's."""
+    hidden_size: int = 64
+    """Model width."""
+    num_layers: int = 2
+    """Decoder layers."""
+    num_heads: int = 4
+    """Query heads."""
+    num_kv_heads: int = 2
+    """Key/value heads (grouped-query attention)."""
+    intermediate_size: int = 128
+    """MLP inner width."""
+    init_seed: int = 0
+    """Seed of the random weights."""
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("tiny: hidden_size must divide by num_heads and num_heads by num_kv_heads")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    mixture: str = "data/shards/stage1-64k/mixture.json"
+    """Path of the ``mixture.json`` that lists the domain folders and proportions."""
+    seq_len: int = 65536
+    """Expected sequence length; must equal the mixture's ``seq_len``."""
+    micro_batch_size: int = 1
+    """Sequences per forward/backward pass on one rank."""
+    num_workers: int = 0
+    """DataLoader worker processes per rank."""
+
+    def __post_init__(self):
+        if self.micro_batch_size < 1 or self.seq_len < 2:
+            raise ValueError("data.micro_batch_size must be >= 1 and data.seq_len >= 2")
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    lr: float = 1e-5
+    """Peak learning rate."""
+    betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """AdamW decoupled weight decay."""
+    grad_clip: float = 1.0
+    """Maximum global gradient norm; 0 disables clipping."""
+    warmup_fraction: float = 0.1
+    """Fraction of the steps spent in linear warmup."""
+    min_lr_ratio: float = 0.1
+    """Cosine floor as a fraction of the peak learning rate."""
+
+    def __post_init__(self):
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_fraction < 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("optim.warmup_fraction must be in [0, 1) and optim.min_lr_ratio in [0, 1]")
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    steps: int = 5000
+    """Optimizer steps of the whole stage (the schedule's length)."""
+    tokens_per_step: int = 4194304
+    """Tokens per optimizer step over all ranks; sets the gradient accumulation."""
+    seed: int = 42
+    """Seed of the data order."""
+    stop_at_step: int | None = None
+    """End this run after this step (with a checkpoint), e.g. to fit a job's time limit; rerun to resume."""
+
+    def __post_init__(self):
+        if self.steps < 1 or self.tokens_per_step < 1:
+            raise ValueError("train.steps and train.tokens_per_step must be >= 1")
+
+
+@dataclass(kw_only=True)
+class ParallelConfig:
+    fsdp: bool = True
+    """Shard with FSDP2 per decoder layer and root when launched on several ranks."""
+    activation_checkpointing: bool = True
+    """Recompute each decoder layer in the backward pass instead of storing its activations."""
+    mixed_precision: str = "auto"
+    """Compute dtype: auto (bf16 on GPU, fp32 on CPU), bf16 or fp32; master weights stay fp32."""
+    sp: int = 1
+    """Sequence-parallel group size: each sequence is split over this many consecutive ranks
+    (Ulysses all-to-all attention, see trainer/sequence_parallel.py); data-parallel groups =
+    ranks / sp. Must divide the number of ranks and the attention heads. ProLong stage 2: 8."""
+
+    def __post_init__(self):
+        if self.mixed_precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"parallel.mixed_precision must be auto, bf16 or fp32, got {self.mixed_precision!r}")
+        if self.sp < 1:
+            raise ValueError(f"parallel.sp must be >= 1 (1 = no sequence parallelism), got {self.sp}")
+
+
+@dataclass(kw_only=True)
+class CheckpointConfig:
+    every_steps: int = 250
+    """Save a checkpoint every this many steps (and always at the end of a run)."""
+    resume: bool = True
+    """Continue from the newest complete checkpoint in ``<out>/checkpoints`` if there is one."""
+    export_hf: bool = True
+    """Write ``<out>/hf`` (safetensors + tokenizer + config) when the stage finishes."""
+    init_optimizer_from: str | None = None
+    """A previous stage's checkpoint folder (e.g. ``runs/stage1-64k/checkpoints/step-00005000``)
+    whose AdamW state (moments and step counts) starts this stage; the weights still come from
+    ``model.path`` and the learning rate from this stage's schedule. None starts AdamW fresh.
+    Ignored when this run resumes from its own checkpoint."""
+
+    def __post_init__(self):
+        if self.every_steps < 1:
+            raise ValueError(f"checkpoint.every_steps must be >= 1, got {self.every_steps}")
+
+
+@dataclass(kw_only=True)
+class LogConfig:
+    every_steps: int = 1
+    """Write a metrics line every this many steps."""
+    peak_tflops: float | None = None
+    """Peak dense TFLOP/s of one device for MFU; None looks the GPU up (H100/H200: 989) or skips MFU."""
+    progress_bar: bool = True
+    """Show a tqdm progress bar on rank 0."""
+
+
+@dataclass(kw_only=True)
+class Config:
+    out: str = "runs/stage1-64k"
+    """Run folder: metrics.jsonl, config.yaml, checkpoints/, hf/."""
+    smoke: bool = False
+    """A short CPU-sized run of the same stage (tiny model); chosen automatically without CUDA."""
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(tiny=True))
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def _coerce(value, hint):
+    """Converts a YAML/CLI value to the annotated field type (e.g. "1e-5" to float)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None:
+        return None
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0])
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else yaml.safe_load(f"[{value}]")
+        return tuple(_coerce(v, t) for v, t in zip(items, args))
+    if hint is bool and isinstance(value, str):
+        return yaml.safe_load(value) in (True, 1)
+    if hint in (int, float, str, bool):
+        return hint(value)
+    return value
+
+
+def _build(cls, values: dict):
+    """Instantiates dataclass ``cls`` from a nested dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        kwargs[name] = _build(hint, value) if dataclasses.is_dataclass(hint) else _coerce(value, hint)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    """Sets ``tree["a"]["b"] = value`` for ``dotted == "a.b"``."""
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+    tree[leaf] = value
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Recursive dict update (``extra`` wins)."""
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) else value
+    return merged
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """``["--optim.lr=1e-5", "--train.steps", "3", "--smoke"]`` -> nested dict of overrides."""
+    tree: dict = {}
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; write overrides as --section.field=value")
+        key, sep, raw = arg[2:].partition("=")
+        if not sep:
+            has_value = index + 1 < len(args) and not args[index + 1].startswith("--")
+            raw = args[index + 1] if has_value else "true"
+            index += 1 if has_value else 0
+        _set_dotted(tree, key.replace("-", "_"), yaml.safe_load(raw) if raw != "" else None)
+        index += 1
+    return tree
+
+
+def load_config(path: str | Path | None, args: list[str] | None = None, smoke: bool | None = None) -> Config:
+    """Builds the Config from a YAML file and CLI overrides.
+
+    ``smoke``: None reads ``--smoke`` from the overrides; the YAML's ``smoke:`` block is applied
+    when smoke mode is on.
+    """
+    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    overrides = parse_overrides(args or [])
+    smoke_block = raw.pop("smoke", None) or {}
+    if smoke is None:
+        smoke = bool(overrides.get("smoke", raw.get("smoke", False)))
+    tree = _merge(raw, smoke_block) if smoke else raw
+    tree = _merge(tree, overrides)
+    tree["smoke"] = smoke
+    return _build(Config, tree)
+
+
+def to_dict(config: Config) -> dict:
+    """Plain nested dict of a Config (for saving beside the run)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,123 @@
+"""The model: a Hugging Face causal LM with our attention and loss, plus loading and HF export.
+
+The decoder is transformers' own (Llama, Qwen2, Mistral, ... anything with ``get_decoder()`` and
+``get_output_embeddings()``); only its attention function is swapped, by name, for the
+document-masked one of ``trainer/attention.py``. The LM head is applied by the chunked loss, so
+the full logits are never built during training.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.attention import DocMask, register_attention
+from trainer.config import ModelConfig, TinyConfig
+from trainer.loss import chunked_cross_entropy_sum
+
+LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
+
+
+class CausalLMWithLoss(nn.Module):
+    """Wraps a HF causal LM; ``forward`` returns the summed token loss of one micro-batch."""
+
+    def __init__(self, lm: nn.Module, loss_chunk_size: int = 4096):
+        super().__init__()
+        self.lm = lm
+        self.loss_chunk_size = loss_chunk_size
+
+    def hidden_states(self, input_ids, position_ids, doc_mask: DocMask) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, D) final hidden states, attention confined to documents."""
+        out = self.lm.get_decoder()(
+            input_ids=input_ids, position_ids=position_ids, doc_mask=doc_mask, use_cache=False
+        )
+        return out.last_hidden_state
+
+    def forward(self, input_ids, position_ids, labels, doc_mask: DocMask) -> torch.Tensor:
+        """Sum of the cross-entropies of all target tokens (labels != -100) of the micro-batch."""
+        hidden = self.hidden_states(input_ids, position_ids, doc_mask)  # (B, T, D)
+        head = self.lm.get_output_embeddings().weight  # (V, D)
+        return chunked_cross_entropy_sum(hidden.flatten(0, 1), head, labels.flatten(), self.loss_chunk_size)
+
+    def logits(self, input_ids, position_ids, doc_mask: DocMask) -> torch.Tensor:
+        """(B, T, V) logits, for tests and evaluation at short lengths only."""
+        return self.lm.get_output_embeddings()(self.hidden_states(input_ids, position_ids, doc_mask))
+
+
+def tiny_llama_config(tiny: TinyConfig, seq_len: int, rope_theta: float | None):
+    """A small LlamaConfig with the Llama-3 vocabulary and special tokens."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=tiny.vocab_size,
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_layers,
+        num_attention_heads=tiny.num_heads,
+        num_key_value_heads=tiny.num_kv_heads,
+        max_position_embeddings=seq_len,
+        rope_theta=rope_theta or 500000.0,
+        bos_token_id=LLAMA3_BOS,
+        eos_token_id=LLAMA3_EOS,
+        tie_word_embeddings=False,
+        attention_dropout=0.0,
+    )
+
+
+def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int) -> nn.Module:
+    """The fp32 HF causal LM on CPU, with ``rope_theta`` overridden and our attention selected."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    attn = register_attention()
+    if model.tiny:
+        config = tiny_llama_config(tiny, seq_len, model.rope_theta)
+        config._attn_implementation = attn
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tiny.init_seed)
+            return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(model.path)
+    if model.rope_theta is not None:
+        config.rope_theta = model.rope_theta
+    config.max_position_embeddings = max(config.max_position_embeddings, seq_len)
+    return AutoModelForCausalLM.from_pretrained(
+        model.path, config=config, attn_implementation=attn, dtype=torch.float32
+    )
+
+
+def load_tokenizer(model: ModelConfig):
+    """The tokenizer saved with the export (``model.tokenizer``, else ``model.path``)."""
+    from transformers import AutoTokenizer
+
+    source = model.tokenizer or (None if model.tiny else model.path)
+    if source is None:
+        raise ValueError("the tiny model has no tokenizer of its own; pass --model.tokenizer=<folder>")
+    return AutoTokenizer.from_pretrained(source)
+
+
+def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) -> Path:
+    """Writes a from_pretrained-loadable folder: safetensors weights, config.json, tokenizer files.
+
+    ``full_state_dict`` holds the unsharded weights of ``CausalLMWithLoss`` (keys start with
+    ``lm.``); they are written in the checkpoint's own dtype (fp32 for the tiny model).
+    """
+    from huggingface_hub import save_torch_state_dict
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = getattr(hf_config, "dtype", None) or torch.float32
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    weights = {
+        key.removeprefix("lm."): tensor.detach().to("cpu", dtype).contiguous()
+        for key, tensor in full_state_dict.items()
+    }
+    save_torch_state_dict(weights, out, max_shard_size="5GB")
+    config = copy.deepcopy(hf_config)
+    config._attn_implementation = None  # loaders pick their own attention
+    config.dtype = dtype
+    config.save_pretrained(out)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(out)
+    return out
