@@ -1,8 +1,8 @@
 """`prolong-data`: the command line of the toolkit.
 
-    prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
-    prolong-data verify DIR
-    prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
+prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
+prolong-data verify DIR
+prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def _inspect(args: argparse.Namespace) -> int:
         folder = folders[0] if args.domain is None else Path(args.dir) / args.domain
         row = sample_at(folder, args.sample)
         spec = args.tokenizer or read_manifest(folder).get("tokenizer", {}).get("name")
-        print(f"\n{folder.name} sample {args.sample}: spans {row['indices'][:8].tolist()}{' ...' if len(row['indices']) > 8 else ''}")
+        print(
+            f"\n{folder.name} sample {args.sample}: spans {row['indices'][:8].tolist()}{' ...' if len(row['indices']) > 8 else ''}"
+        )
         ids = row["input_ids"][: args.tokens]
         if spec:
             from prolong_data.tokenize import load_tokenizer
@@ -49,7 +51,9 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prolong-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="prolong-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("inspect", help="domains, sequences, tokens, span-length histogram, a decoded sample")

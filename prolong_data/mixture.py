@@ -95,3 +95,13 @@ def read_mixture(path: str | Path) -> tuple[Mixture, Path]:
     streams = [MixtureStream(**{k: s[k] for k in ("domain", "path", "proportion")}) for s in data.get("streams", [])]
     extra = {k: v for k, v in data.items() if k not in ("seq_len", "streams")}
     return Mixture(seq_len=int(data["seq_len"]), streams=streams, extra=extra), path.parent
+
+
+def to_streams(mixture: Mixture, root: str | Path) -> list:
+    """One `streaming.Stream` per stream of `mixture` (a mixture.json living in `root`), with its
+    proportion: a `StreamingDataset` over them samples each domain at its share (repeating or
+    subsampling as needed). Imports `streaming` (and torch) only when called."""
+    from streaming import Stream
+
+    paths = mixture.resolved_paths(root)
+    return [Stream(local=str(paths[s.domain]), proportion=s.proportion) for s in mixture.streams]

@@ -1,0 +1,117 @@
+"""Many domain pipelines under one executor: global task `r` runs one domain's local task.
+
+A build has a pipeline per domain (a plain list of steps) and a task count per domain. Running
+each under its own executor would start a worker pool per domain; instead `DomainTasks` lays
+the domains' tasks end to end (domain 0 takes ranks `[0, t0)`, domain 1 `[t0, t0 + t1)`, ...)
+and runs, for global rank `r`, the right domain's pipeline with its local rank and task count.
+One executor per pass then covers the whole recipe, and datatrove's per-rank completion
+markers make every (domain, task) resumable on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import resource
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from datatrove.pipeline.base import PipelineStep
+
+LENGTH_EDGES = [0, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1 << 40]
+"""Document-length histogram bins (tokens), the same edges as `prolong_data.inspect`."""
+
+
+@dataclass
+class DomainJob:
+    """One domain's pipeline for one pass, and how many tasks it runs on."""
+
+    domain: str
+    steps: list
+    tasks: int
+
+
+class DomainTasks(PipelineStep):
+    """Runs local task `r - offset` of the domain that owns global rank `r` (see module doc).
+
+    After a task, the stats of its steps (and the worker's peak memory so far) are written to
+    `stats_folder/<domain>/<rank>.json` (overwritten by a rerun) for the build report.
+    """
+
+    name = "domain tasks"
+    type = "🗂 - DISPATCH"
+
+    def __init__(self, jobs: list[DomainJob], stats_folder: str):
+        super().__init__()
+        if not jobs or any(j.tasks <= 0 for j in jobs):
+            raise ValueError("every domain job needs at least one task")
+        self.jobs, self.stats_folder = jobs, str(stats_folder)
+
+    @property
+    def world_size(self) -> int:
+        return sum(j.tasks for j in self.jobs)
+
+    def locate(self, rank: int) -> tuple[DomainJob, int]:
+        """(the job, its local rank) of global rank `rank`."""
+        offset = 0
+        for job in self.jobs:
+            if rank < offset + job.tasks:
+                return job, rank - offset
+            offset += job.tasks
+        raise IndexError(f"rank {rank} is beyond the {offset} tasks of this build")
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if world_size != self.world_size:
+            raise AssertionError(f"executor runs {world_size} tasks, the domains need {self.world_size}")
+        job, local = self.locate(rank)
+        steps = copy.deepcopy(job.steps)
+        with self.track_time():
+            pipelined = None
+            for step in steps:
+                pipelined = step(pipelined, local, job.tasks)
+            if pipelined is not None:
+                deque(pipelined, maxlen=0)
+        report = {}
+        for step in steps:
+            counts = {key: stat.total for key, stat in step.stats.stats.items()}
+            report[step.name] = counts
+            for key, stat in step.stats.stats.items():
+                self.stats[f"{job.domain}/{step.name}/{key}"] += stat
+        extra = {k: v for step in steps for k, v in getattr(step, "report_extra", dict)().items()}
+        extra["peak_rss_mb"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
+        )  # this worker so far
+        path = Path(self.stats_folder) / job.domain / f"{local:05d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"steps": report, **extra}, indent=1, sort_keys=True) + "\n")
+        return iter(())
+
+
+class CountTokenized(PipelineStep):
+    """Counts the tokenized documents that reach the packer, and a histogram of their lengths."""
+
+    name = "count documents"
+    type = "📊 - STATS"
+
+    def __init__(self):
+        super().__init__()
+        self._hist = np.zeros(len(LENGTH_EDGES) - 1, dtype=np.int64)
+        self._docs = self._tokens = 0
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator:
+        self._hist[:] = 0
+        self._docs = self._tokens = 0
+        for doc in data:
+            n = len(doc.tokens)
+            self._docs += 1
+            self._tokens += n
+            self._hist[np.searchsorted(LENGTH_EDGES, n, side="right") - 1] += 1
+            yield doc
+        self.stat_update("documents", value=self._docs)
+        self.stat_update("tokens", value=self._tokens)
+
+    def report_extra(self) -> dict:
+        return {"documents": self._docs, "tokens": self._tokens, "length_histogram": self._hist.tolist()}

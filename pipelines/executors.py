@@ -1,0 +1,70 @@
+"""The datatrove executor of each pass: local processes, Slurm array jobs, or Ray tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: str, depends=None):
+    """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
+
+    Completion markers in `logging_dir/completions/` make reruns skip finished tasks.
+    """
+    if options.executor == "local":
+        from datatrove.executor import LocalPipelineExecutor
+
+        return LocalPipelineExecutor(
+            pipeline,
+            tasks=tasks,
+            workers=min(options.workers, tasks),
+            logging_dir=str(logging_dir),
+            depends=depends,
+        )
+    if options.executor == "slurm":
+        from datatrove.executor import SlurmPipelineExecutor
+
+        slurm = dict(options.slurm)
+        missing = [k for k in ("partition", "time") if not slurm.get(k)]
+        if missing:
+            raise ValueError(f"--executor slurm needs {', '.join('--slurm-' + m for m in missing)}")
+        return SlurmPipelineExecutor(
+            pipeline,
+            tasks=tasks,
+            workers=options.workers if options.workers > 1 else -1,
+            job_name=f"prolong-{name}",
+            logging_dir=str(logging_dir),
+            depends=depends,
+            **slurm,
+        )
+    from datatrove.executor import RayPipelineExecutor
+
+    ray_options = dict(options.ray)
+    address = ray_options.pop("address", None)
+    _init_ray(address)
+    return RayPipelineExecutor(
+        pipeline,
+        tasks=tasks,
+        workers=min(options.workers, tasks),
+        logging_dir=str(logging_dir),
+        **ray_options,
+    )
+
+
+def _init_ray(address: str | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--executor ray needs ray: pip install 'prolong-data[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+
+
+def require_complete(executor, name: str) -> None:
+    """Raise when some task of a pass did not finish (the Ray executor only logs that)."""
+    missing = executor.get_incomplete_ranks(skip_completed=True)
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise RuntimeError(
+            f"pass {name}: tasks {shown} did not complete; see {executor.logging_dir.path}/logs, fix the cause and "
+            "run the same command again (finished tasks are skipped)"
+        )

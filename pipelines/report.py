@@ -1,0 +1,257 @@
+"""The end of a build: domain manifests, mixture.json, the budget and bad-input reports, plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from datatrove.utils.logging import logger
+
+from pipelines.dispatch import LENGTH_EDGES
+from pipelines.recipe import Recipe, recipe_to_yaml
+from prolong_data.budget import format_budget, over_limit, plan_budget
+from prolong_data.mds import finalize_domain, read_manifest
+from prolong_data.mixture import Mixture, MixtureStream, write_mixture
+from prolong_data.sources.bad_input import merge_bad_input
+
+WORK = ".build"
+REPORT = "report"
+
+
+def _domain_counts(out: Path, domain: str) -> dict:
+    """Documents, tokens and document-length histogram of a domain, summed over its tasks."""
+    documents = tokens = 0
+    hist = [0] * (len(LENGTH_EDGES) - 1)
+    steps: dict[str, dict[str, float]] = {}
+    for path in sorted((out / WORK / "stats").glob(f"*/{domain}/*.json")):
+        data = json.loads(path.read_text())
+        if path.parent.parent.name == "build":
+            documents += data.get("documents", 0)
+            tokens += data.get("tokens", 0)
+            hist = [a + b for a, b in zip(hist, data.get("length_histogram", hist))]
+        for step, counts in data.get("steps", {}).items():
+            merged = steps.setdefault(step, {})
+            for key, value in counts.items():
+                merged[key] = merged.get(key, 0) + value
+    return {"documents": documents, "tokens": tokens, "length_histogram": hist, "steps": steps}
+
+
+def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, report: bool = True) -> dict:
+    """Finalize every domain folder, then write mixture.json, manifest.json, recipe.yaml, reports."""
+    from prolong_data.tokenize import load_tokenizer
+
+    tokenizer = load_tokenizer(recipe.tokenizer).describe()
+    config = {d.name: d for d in recipe.domains}
+    rows = {}
+    for name, tasks in domains:
+        counts = _domain_counts(out, name)
+        manifest = {
+            "domain": name,
+            "recipe": recipe.name,
+            "seq_len": recipe.seq_len,
+            "tokenizer": tokenizer,
+            "tasks": tasks,
+            "documents": counts["documents"],
+            "document_tokens": counts["tokens"],
+            "length_histogram": {"edges": LENGTH_EDGES, "counts": counts["length_histogram"]},
+            "pack": _plain(config[name].pack),
+            "stats": {step: _ints(c) for step, c in sorted(counts["steps"].items())},
+        }
+        full = finalize_domain(out / name, manifest)
+        rows[name] = {**counts, "sequences": int(full.get("packing", {}).get("sequences", 0))}
+    summary = write_mixture_files(recipe, out, rows, tokenizer)
+    bad = merge_bad_input(sorted((out / WORK / "bad_input").glob("*/*.json")))
+    (out / REPORT).mkdir(parents=True, exist_ok=True)
+    _write_json(out / REPORT / "bad_input.json", bad)
+    summary["bad_input"] = bad["counts"]
+    _write_json(out / "manifest.json", summary)
+    (out / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+    text = format_report(summary, bad)
+    print(text)
+    if report:
+        (out / REPORT / "report.md").write_text(text + "\n")
+        plot_document_lengths(rows, out / REPORT / "document_lengths.png")
+        plot_shares(summary, out / REPORT / "mixture_shares.png")
+    return summary
+
+
+def write_mixture_files(
+    recipe: Recipe, out: Path, rows: dict, tokenizer: dict, mixture_file: str = "mixture.json"
+) -> dict:
+    """mixture.json and budget.json from the built domains; returns the build summary."""
+    wanted = recipe.mixture_proportions()
+    empty = [d for d in wanted if rows.get(d, {}).get("sequences", 0) == 0]
+    for d in empty:
+        logger.warning(
+            f"domain {d} has no sequences (too little data for one); it is left out of the mixture"
+        )
+    kept = {d: p for d, p in wanted.items() if d not in empty}
+    if not kept:
+        raise RuntimeError("no domain produced a sequence: is the corpus big enough for this seq_len?")
+    total = sum(kept.values())
+    shares = {d: p / total for d, p in kept.items()}
+    mixture = Mixture(
+        seq_len=recipe.seq_len,
+        streams=[MixtureStream(domain=d, path=d, proportion=p) for d, p in shares.items()],
+        extra={"recipe": recipe.name, "tokenizer": tokenizer["name"]},
+    )
+    if mixture_file == "mixture.json":
+        write_mixture(mixture, out)
+    else:  # a sweep variant beside the build's own mixture.json
+        (out / mixture_file).write_text(json.dumps(mixture.to_dict(), indent=2) + "\n")
+    available = {d: rows[d]["sequences"] * recipe.seq_len for d in shares}
+    budget = plan_budget(recipe.token_budget, shares, available)
+    budget_text = format_budget(budget, recipe.token_budget, recipe.max_repeat)
+    for line in budget_text.splitlines():
+        if line.startswith("WARNING"):
+            logger.warning(line)
+    budget_json = {
+        "token_budget": recipe.token_budget,
+        "max_repeat": recipe.max_repeat,
+        "domains": [b.to_dict(recipe.max_repeat) for b in budget],
+        "absent_domains": [d.name for d in recipe.domains if not d.present] + empty,
+        "over_limit": [b.domain for b in over_limit(budget, recipe.max_repeat)],
+    }
+    (out / REPORT).mkdir(parents=True, exist_ok=True)
+    stem = Path(mixture_file).stem
+    _write_json(out / REPORT / ("budget.json" if stem == "mixture" else f"budget-{stem}.json"), budget_json)
+    targets = {d.name: d.proportion for d in recipe.domains}
+    stored_total = sum(r.get("sequences", 0) for r in rows.values()) or 1
+    return {
+        "recipe": recipe.name,
+        "seq_len": recipe.seq_len,
+        "tokenizer": tokenizer,
+        "domains": {
+            d: {
+                "documents": r.get("documents", 0),
+                "tokens": r.get("tokens", 0),
+                "sequences": r.get("sequences", 0),
+                "stored_share": r.get("sequences", 0) / stored_total,
+                "mixture_share": shares.get(d, 0.0),
+                "target_share": targets.get(d, 0.0),
+            }
+            for d, r in rows.items()
+        },
+        "budget": budget_json,
+        "budget_text": budget_text,
+    }
+
+
+def remix(recipe: Recipe, out: Path, mixture_file: str = "mixture.json") -> dict:
+    """A new mixture file (and budget) for shards already built in `out`: a ratio sweep without
+    re-sharding. Domains are read from their manifests."""
+    rows = {}
+    tokenizer = None
+    for d in recipe.present_domains():
+        manifest = read_manifest(out / d.name)
+        if not manifest:
+            raise FileNotFoundError(f"{out / d.name} has no manifest.json: build the shards first")
+        tokenizer = tokenizer or manifest["tokenizer"]
+        rows[d.name] = {
+            "documents": manifest.get("documents", 0),
+            "tokens": manifest.get("document_tokens", 0),
+            "sequences": int(manifest.get("packing", {}).get("sequences", 0)),
+        }
+    summary = write_mixture_files(recipe, out, rows, tokenizer, mixture_file)
+    print(format_table(summary))
+    print(summary["budget_text"])
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# Text and plots
+# ----------------------------------------------------------------------------------------------
+
+
+def format_table(summary: dict) -> str:
+    lines = [
+        f"{'domain':<34} {'documents':>10} {'tokens':>13} {'sequences':>10} {'stored':>8} {'mixture':>8} {'target':>8}"
+    ]
+    for d, r in summary["domains"].items():
+        lines.append(
+            f"{d:<34} {r['documents']:>10,} {r['tokens']:>13,} {r['sequences']:>10,} {r['stored_share']:>8.1%} "
+            f"{r['mixture_share']:>8.1%} {r['target_share']:>8.1%}"
+        )
+    return "\n".join(lines)
+
+
+def format_report(summary: dict, bad: dict) -> str:
+    parts = [
+        f"recipe {summary['recipe']}, seq_len {summary['seq_len']:,}, tokenizer {summary['tokenizer']['name']}"
+    ]
+    parts += ["", format_table(summary), "", summary["budget_text"], "", format_bad_input(bad)]
+    return "\n".join(parts)
+
+
+def format_bad_input(bad: dict) -> str:
+    if not bad["counts"]:
+        return "bad input: none"
+    lines = ["bad input (counted, skipped or repaired; the build went on):"]
+    for reason, count in bad["counts"].items():
+        lines.append(f"  {reason}: {count:,}")
+        for example in bad["examples"].get(reason, [])[:3]:
+            where = example["file"] + (f":{example['line']}" if example.get("line") else "")
+            lines.append(f"    {where} {example.get('detail', '')}".rstrip())
+    return "\n".join(lines)
+
+
+def plot_document_lengths(rows: dict, png: Path) -> None:
+    """One bar chart per domain: documents per length bin (tokens, after filters)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [_short(LENGTH_EDGES[i]) for i in range(len(LENGTH_EDGES) - 1)]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.9 * len(rows) + 0.6), squeeze=False)
+    for ax, (name, r) in zip(axes[:, 0], rows.items()):
+        ax.bar(range(len(labels)), r["length_histogram"], color="#4C72B0")
+        ax.set_xticks(range(len(labels)), [f">={lab}" for lab in labels], fontsize=7)
+        ax.set_title(f"{name}: {r['documents']:,} documents, {r['tokens']:,} tokens", fontsize=9)
+        ax.set_ylabel("documents", fontsize=8)
+    axes[-1, 0].set_xlabel("document length (tokens)")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_shares(summary: dict, png: Path) -> None:
+    """Mixture share vs recipe target (and stored share) per domain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = list(summary["domains"])
+    rows = [summary["domains"][n] for n in names]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.bar(x - 0.27, [r["target_share"] for r in rows], 0.27, label="recipe target", color="#999999")
+    ax.bar(x, [r["mixture_share"] for r in rows], 0.27, label="mixture.json", color="#4C72B0")
+    ax.bar(x + 0.27, [r["stored_share"] for r in rows], 0.27, label="stored in shards", color="#DD8452")
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("share of sequences")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _short(n: int) -> str:
+    return f"{n // 1024}K" if n >= 1024 else str(n)
+
+
+def _plain(obj) -> dict:
+    from dataclasses import asdict
+
+    return asdict(obj)
+
+
+def _ints(counts: dict) -> dict:
+    return {k: int(v) for k, v in sorted(counts.items())}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

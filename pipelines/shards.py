@@ -1,0 +1,148 @@
+"""`prolong-data shards`: build a recipe's shards, mixture.json and reports.
+
+    prolong-data shards --recipe demo --out data/shards/demo [--corpus PATH]
+        [--tasks N] [--workers N] [--executor local|slurm|ray]
+        [--long-share 0.6] [--proportion DOMAIN=P ...] [--token-budget N] [--max-repeat X]
+        [--mixture-only [--mixture-file NAME]] [--fresh] [--no-report]
+
+Run the same command again after a crash or a kill: finished tasks are skipped and the shards
+come out identical to an uninterrupted build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _proportion(text: str) -> tuple[str, float]:
+    domain, sep, value = text.partition("=")
+    try:
+        if not sep or not domain:
+            raise ValueError
+        return domain, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--proportion takes DOMAIN=SHARE, e.g. fineweb-edu=0.12, got {text!r}"
+        ) from None
+
+
+def _sbatch_args(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--slurm-sbatch takes KEY=VALUE, e.g. account=myproj, got {text!r}")
+    return key, value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the `shards` command on the `prolong-data` sub-command parser."""
+    p = subparsers.add_parser(
+        "shards",
+        help="build a recipe (demo, stage1-64k, stage2-512k, sft) into MDS shards and mixture.json",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--recipe", required=True, help="a recipe name (pipelines/recipes/*.yaml) or a YAML file")
+    p.add_argument("--out", required=True, help="output folder (domain folders, mixture.json, report/)")
+    p.add_argument("--corpus", default=None, help="folder substituted for {corpus} in the recipe")
+    p.add_argument("--tasks", type=int, default=None, help="tasks per domain (default: the recipe's)")
+    p.add_argument("--workers", type=int, default=None, help="tasks at the same time (default: CPU count)")
+    p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
+    p.add_argument("--tokenizer", default=None, help="override the recipe's tokenizer")
+    p.add_argument("--long-share", type=float, default=None, help="share of the long group (e.g. 0.6)")
+    p.add_argument(
+        "--proportion",
+        type=_proportion,
+        action="append",
+        default=[],
+        metavar="DOMAIN=P",
+        help="set a domain's proportion; the rest of its group is rescaled (repeatable)",
+    )
+    p.add_argument("--token-budget", type=int, default=None, help="training tokens of the stage")
+    p.add_argument("--max-repeat", type=float, default=None, help="warn when a domain repeats more often")
+    p.add_argument(
+        "--mixture-only", action="store_true", help="only rewrite the mixture and budget of built shards"
+    )
+    p.add_argument("--mixture-file", default="mixture.json", help="name of the mixture file written in --out")
+    p.add_argument("--fresh", action="store_true", help="delete a previous build in --out first")
+    p.add_argument("--no-report", action="store_true", help="skip report/report.md and the PNG plots")
+    slurm = p.add_argument_group("slurm (--executor slurm)")
+    slurm.add_argument("--slurm-partition", default=None)
+    slurm.add_argument("--slurm-time", default=None, help="time limit per job, e.g. 04:00:00")
+    slurm.add_argument("--slurm-cpus-per-task", type=int, default=1)
+    slurm.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2)
+    slurm.add_argument("--slurm-venv", default=None, help="virtualenv to activate in the jobs")
+    slurm.add_argument("--slurm-sbatch", type=_sbatch_args, action="append", default=[], metavar="KEY=VALUE")
+    ray = p.add_argument_group("ray (--executor ray)")
+    ray.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    ray.add_argument("--ray-cpus-per-task", type=int, default=1)
+    ray.add_argument("--ray-mem-per-cpu-gb", type=float, default=2.0)
+    p.set_defaults(func=run)
+    return p
+
+
+def resolve_recipe(args: argparse.Namespace):
+    """The recipe of the command, with every override applied and paths expanded."""
+    from pipelines.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    if args.proportion:
+        recipe = recipe.with_proportions(dict(args.proportion))
+    recipe = recipe.with_overrides(
+        long_share=args.long_share,
+        token_budget=args.token_budget,
+        max_repeat=args.max_repeat,
+        tokenizer=args.tokenizer,
+    )
+    return recipe.resolved(args.corpus)
+
+
+def build_options(args: argparse.Namespace):
+    import os
+
+    from pipelines.build import BuildOptions
+
+    slurm = {
+        "partition": args.slurm_partition,
+        "time": args.slurm_time,
+        "cpus_per_task": args.slurm_cpus_per_task,
+        "mem_per_cpu_gb": args.slurm_mem_per_cpu_gb,
+    }
+    if args.slurm_venv:
+        slurm["venv_path"] = args.slurm_venv
+    if args.slurm_sbatch:
+        slurm["sbatch_args"] = dict(args.slurm_sbatch)
+    ray = {"cpus_per_task": args.ray_cpus_per_task, "mem_per_cpu_gb": args.ray_mem_per_cpu_gb}
+    if args.ray_address:
+        ray["address"] = args.ray_address
+    return BuildOptions(
+        out=Path(args.out),
+        tasks=args.tasks,
+        workers=args.workers or os.cpu_count() or 1,
+        executor=args.executor,
+        slurm=slurm,
+        ray=ray,
+        report=not args.no_report,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines.build import BuildError, run_build
+    from prolong_data.sources import SourcePathError
+
+    try:
+        recipe = resolve_recipe(args)
+        options = build_options(args)
+        if args.mixture_only:
+            from pipelines.report import remix
+
+            remix(recipe, options.out, args.mixture_file)
+            return 0
+        if args.mixture_file != "mixture.json":
+            raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
+        run_build(recipe, options, fresh=args.fresh)
+    except (ValueError, SourcePathError, BuildError, FileNotFoundError) as err:
+        print(f"shards: {err}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,149 @@
+"""Document filters of a domain pipeline (datatrove `BaseFilter`s, plus one on token counts).
+
+Every drop is counted in the step's stats under `dropped_<reason>`, so a build's report says
+how much each filter removed:
+
+* `ValidUtf8Filter`: text that cannot be written as UTF-8 (lone surrogates from `\\ud800` JSON
+  escapes) is repaired (U+FFFD) or dropped.
+* `NonEmptyFilter`: empty or whitespace-only documents.
+* `ExactDedupFilter`: exact duplicates, first one kept. Domain-wide after a partition by text
+  hash (`sources.partitions`), since duplicates then meet in one task.
+* `HashSplitFilter`: a deterministic share of documents by id, to split one source into two
+  domains.
+* `MinTokensFilter`: tokenized documents shorter than a long domain's minimum.
+* `quality_filters`: datatrove's quality filters by name, for short domains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Iterator, Sequence
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+
+from prolong_data.sources.partitions import key_hash
+
+
+class ValidUtf8Filter(BaseFilter):
+    """Keeps text that is valid UTF-8; `mode="repair"` turns unencodable code points into U+FFFD."""
+
+    name = "valid UTF-8"
+
+    def __init__(self, mode: str = "repair"):
+        super().__init__()
+        if mode not in ("repair", "drop"):
+            raise ValueError(f"mode must be 'repair' or 'drop', got {mode!r}")
+        self.mode = mode
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        try:
+            doc.text.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            if self.mode == "drop":
+                return False, "invalid_utf8"
+        # Valid surrogate pairs become their character, lone ones U+FFFD.
+        doc.text = doc.text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        self.stat_update("repaired_invalid_utf8")
+        return True
+
+
+class NonEmptyFilter(BaseFilter):
+    """Drops documents that are empty or only whitespace."""
+
+    name = "non-empty"
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return (True, None) if doc.text and not doc.text.isspace() else (False, "empty")
+
+
+class ExactDedupFilter(BaseFilter):
+    """Drops a document whose exact text this task has already seen (first one kept)."""
+
+    name = "exact dedup"
+
+    def __init__(self):
+        super().__init__()
+        self._seen: set[bytes] = set()
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        self._seen = set()
+        yield from super().run(data, rank, world_size)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        digest = hashlib.blake2b(doc.text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        if digest in self._seen:
+            return False, "duplicate"
+        self._seen.add(digest)
+        return True
+
+
+class HashSplitFilter(BaseFilter):
+    """Keeps the documents whose id hashes into `keep` of `buckets` buckets (stable across runs)."""
+
+    name = "hash split"
+
+    def __init__(self, buckets: int, keep: Sequence[int]):
+        super().__init__()
+        if buckets <= 0 or not keep or any(not 0 <= k < buckets for k in keep):
+            raise ValueError(f"hash split: keep {list(keep)} must be bucket numbers in [0, {buckets})")
+        self.buckets, self.keep = buckets, frozenset(keep)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return (True, None) if key_hash(str(doc.id)) % self.buckets in self.keep else (False, "other_split")
+
+
+class MinTokensFilter(PipelineStep):
+    """Drops tokenized documents with fewer than `min_tokens` tokens (BOS/EOS included)."""
+
+    name = "minimum tokens"
+    type = "🔻 - FILTER"
+
+    def __init__(self, min_tokens: int):
+        super().__init__()
+        if min_tokens < 0:
+            raise ValueError(f"min_tokens must be >= 0, got {min_tokens}")
+        self.min_tokens = min_tokens
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator:
+        for doc in data:
+            if len(doc.tokens) < self.min_tokens:
+                self.stat_update("dropped_too_short")
+                self.stat_update("dropped_too_short_tokens", value=len(doc.tokens))
+                continue
+            self.stat_update("forwarded")
+            yield doc
+
+
+QUALITY_FILTERS = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
+
+
+def quality_filters(names: Sequence[str]) -> list[BaseFilter]:
+    """datatrove's quality filters, by name (default settings), for short domains."""
+    unknown = [n for n in names if n not in QUALITY_FILTERS]
+    if unknown:
+        raise ValueError(f"unknown quality filters {unknown}; choose from {QUALITY_FILTERS}")
+    if names and importlib.util.find_spec("spacy") is None:
+        raise ValueError(f"quality filters {list(names)} split words with spaCy: pip install spacy")
+    out: list[BaseFilter] = []
+    for name in names:
+        if name == "gopher_quality":
+            from datatrove.pipeline.filters import GopherQualityFilter
+
+            out.append(GopherQualityFilter())
+        elif name == "gopher_repetition":
+            from datatrove.pipeline.filters import GopherRepetitionFilter
+
+            out.append(GopherRepetitionFilter())
+        elif name == "c4":
+            from datatrove.pipeline.filters import C4QualityFilter
+
+            out.append(C4QualityFilter(filter_no_terminal_punct=False))
+        else:
+            from datatrove.pipeline.filters import FineWebQualityFilter
+
+            out.append(FineWebQualityFilter())
+    return out

@@ -1,0 +1,92 @@
+"""The reader protocol every source follows: list inputs, share them across ranks, read one.
+
+A source is a datatrove `PipelineStep` whose one hook is `read_unit`: turn one input unit (a
+file, or a repository folder) into `Document`s, counting any bad input in `self.bad` instead of
+failing. Units are listed sorted and shared `units[rank::world_size]`, so the same command
+always gives every rank the same work. Each document's `metadata["source"]` says where it came
+from (file and line, or repository); the tokenizer carries it into the shards' provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
+
+from prolong_data.sources.bad_input import BadInputLog
+from prolong_data.sources.files import list_input_files
+
+
+class SourceReader(PipelineStep):
+    """Base of all readers: sharding, bad-input accounting, and the `read_unit` hook."""
+
+    type = "📖 - READER"
+    suffixes: tuple[str, ...] = ()
+    """File name endings this reader takes when given a folder."""
+
+    def __init__(
+        self,
+        paths: str | Sequence[str],
+        *,
+        glob: str | None = None,
+        bad_input_file: str | None = None,
+        limit: int = -1,
+    ):
+        super().__init__()
+        self.paths = [paths] if isinstance(paths, str) else list(paths)
+        if not self.paths:
+            raise ValueError(f"{type(self).__name__} needs at least one path")
+        self.glob = glob
+        self.bad_input_file = bad_input_file
+        self.limit = limit
+        self.bad = BadInputLog()
+
+    def list_units(self) -> list[str]:
+        """Every input unit, sorted; raises `SourcePathError` for a path that does not exist."""
+        return list_input_files(self.paths, self.suffixes, self.glob)
+
+    def check(self) -> None:
+        """Fail now (not in a worker) when an input path is missing."""
+        self.list_units()
+
+    def read_unit(self, unit: str) -> Iterator[Document]:
+        """The documents of one input unit. The one hook to override."""
+        raise NotImplementedError
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        if data:
+            yield from data
+        self.bad = BadInputLog()
+        units = self.list_units()[rank::world_size]
+        if not units:
+            logger.warning(f"{self.name}: no input for rank {rank} of {world_size}")
+        emitted = 0
+        try:
+            for unit in units:
+                self.stat_update("input_units")
+                for doc in self.read_unit(unit):
+                    if self.limit >= 0 and emitted >= self.limit:
+                        return
+                    self.stat_update("documents")
+                    self.update_doc_stats(doc)
+                    emitted += 1
+                    yield doc
+        finally:
+            for reason, count in self.bad.counts.items():
+                self.stat_update(f"bad_{reason}", value=count)
+            if self.bad_input_file:
+                self.bad.write(self.bad_input_file.format(rank=rank))
+
+
+def document(text: str, doc_id: str, source: str, **metadata) -> Document:
+    """A datatrove `Document` with its provenance in `metadata["source"]`."""
+    return Document(text=text, id=doc_id, metadata={"source": source, **metadata})
+
+
+def relative_source(path: str, line: int | None = None) -> str:
+    """`file.jsonl:12` style provenance (file name only: folders differ between machines)."""
+    name = Path(path).name
+    return f"{name}:{line}" if line is not None else name

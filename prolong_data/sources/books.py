@@ -1,0 +1,73 @@
+"""Books: folders of plain-text files, one book per file (Project Gutenberg, PG19 dumps).
+
+Book text is normalised the same way whether it comes from a `.txt` file or a row
+(`TextRowsReader(clean="book")`): a leading BOM is dropped, CRLF and CR become LF, and the
+Project Gutenberg licence header and footer around the `*** START OF ... ***` / `*** END OF ...
+***` markers are cut away (text without the markers is kept whole).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from prolong_data.sources.base import SourceReader, document, relative_source
+from prolong_data.sources.files import decode_utf8, open_binary
+
+GUTENBERG_START = re.compile(
+    r"^\*\*\* ?START OF (?:THE|THIS) PROJECT GUTENBERG E(?:BOOK|TEXT)\b.*$", re.M | re.I
+)
+GUTENBERG_END = re.compile(
+    r"^(?:\*\*\* ?END OF (?:THE|THIS) PROJECT GUTENBERG E(?:BOOK|TEXT)\b.*|End of (?:the |this )?Project Gutenberg\S*\s.*)$",
+    re.M | re.I,
+)
+
+
+def normalize_newlines(text: str) -> str:
+    """Text without a leading BOM and with LF line endings only."""
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def strip_gutenberg(text: str) -> str:
+    """The book between Project Gutenberg's START and END markers (all of it without them)."""
+    start = GUTENBERG_START.search(text)
+    body_from = start.end() + 1 if start else 0
+    end = GUTENBERG_END.search(text, body_from)
+    body_to = end.start() if end else len(text)
+    return text[body_from:body_to].strip("\n") + "\n"
+
+
+def clean_book_text(text: str) -> str:
+    """What a book document holds: normalised newlines, no Gutenberg header or footer."""
+    return strip_gutenberg(normalize_newlines(text))
+
+
+class BookFolderReader(SourceReader):
+    """`.txt` books, one document per file, cleaned by `clean_book_text`."""
+
+    name = "book files"
+    suffixes = (".txt", ".txt.gz", ".txt.zst")
+
+    def __init__(self, paths, *, utf8: str = "repair", **kwargs):
+        super().__init__(paths, **kwargs)
+        if utf8 not in ("repair", "drop"):
+            raise ValueError(f"utf8 must be 'repair' or 'drop', got {utf8!r}")
+        self.utf8 = utf8
+
+    def read_unit(self, unit: str) -> Iterator:
+        try:
+            with open_binary(unit) as f:
+                raw = f.read()
+        except OSError as err:
+            self.bad.add("unreadable_file", unit, None, str(err))
+            return
+        if not raw.strip():
+            self.bad.add("empty_file", unit)
+            return
+        text, invalid = decode_utf8(raw, repair=self.utf8 == "repair")
+        if invalid:
+            self.bad.add("invalid_utf8_repaired" if text is not None else "invalid_utf8_dropped", unit)
+            if text is None:
+                return
+        name = relative_source(unit)
+        yield document(clean_book_text(text), name.split(".")[0], name)

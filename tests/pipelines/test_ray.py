@@ -1,0 +1,49 @@
+"""The Ray executor on a local Ray instance builds the same shards as the local executor."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import tree_bytes
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("ray") is None, reason="needs ray (pip install 'prolong-data[ray]')"
+    ),
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def build(recipe: Path, out: Path, executor: str) -> None:
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "shards",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(out),
+        "--executor",
+        executor,
+        "--tasks",
+        "2",
+        "--workers",
+        "2",
+        "--ray-mem-per-cpu-gb",
+        "0.5",
+    ]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_ray_executor_gives_the_same_shards(tiny_recipe_file, tmp_path):
+    build(tiny_recipe_file, tmp_path / "local", "local")
+    build(tiny_recipe_file, tmp_path / "ray", "ray")
+    assert (tmp_path / "ray" / ".build" / "logs" / "build" / "completions").is_dir()
+    assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")

@@ -1,0 +1,182 @@
+"""`prolong-data shards` on a tiny recipe: build, rerun, remix, overrides, failures."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from pipeline_helpers import read_json, tiny_recipe, tree_bytes
+
+from pipelines.cli import main
+from prolong_data.inspect import verify
+from prolong_data.mixture import read_mixture
+
+
+def shards(*args) -> int:
+    return main(["shards", *map(str, args)])
+
+
+def test_tiny_build_rerun_and_remix(tmp_path, tiny_recipe_file, capsys):
+    out = tmp_path / "out"
+    assert shards("--recipe", tiny_recipe_file, "--out", out, "--tasks", 2, "--workers", 1) == 0
+    printed = capsys.readouterr().out
+    assert "code-512" in printed and "token budget 40,000" in printed and "malformed_json: 1" in printed
+    report = verify(out)
+    assert report.folders == 4 and report.samples > 0
+    mixture, root = read_mixture(out)
+    assert [s.domain for s in mixture.streams] == [
+        "code-512",
+        "stack-512",
+        "book-1024",
+        "qa",
+    ]  # arxiv: no sources
+    assert [s.proportion for s in mixture.streams] == pytest.approx([2 / 9, 1 / 9, 3 / 9, 3 / 9])
+    stack = read_json(out / "stack-512" / "manifest.json")
+    assert stack["documents"] == 4 and stack["stats"]["concatenate repositories"]["repo_files"] == 20
+    assert mixture.seq_len == 1024 and all((root / s.path / "index.json").is_file() for s in mixture.streams)
+    for name in ("report.md", "budget.json", "bad_input.json", "document_lengths.png", "mixture_shares.png"):
+        assert (out / "report" / name).is_file()
+    bad = read_json(out / "report" / "bad_input.json")
+    assert bad["counts"] == {"malformed_json": 1, "missing_field": 1}
+    assert bad["examples"]["malformed_json"][0]["line"] == 11
+    manifest = read_json(out / "qa" / "manifest.json")
+    assert manifest["stats"]["exact dedup"]["dropped_duplicate"] == 1
+    assert manifest["tokenizer"]["bos_id"] == 128000 and "timestamp" not in str(manifest)
+    summary = read_json(out / "manifest.json")
+    assert summary["budget"]["absent_domains"] == ["arxiv"]
+    assert summary["domains"]["code-512"]["documents"] == 3
+    before = tree_bytes(out)
+
+    # The same command again: every task is complete, nothing changes.
+    assert shards("--recipe", tiny_recipe_file, "--out", out, "--tasks", 2, "--workers", 1) == 0
+    assert tree_bytes(out) == before
+
+    # A ratio sweep is one flag: a new mixture file over the same shards.
+    assert (
+        shards(
+            "--recipe",
+            tiny_recipe_file,
+            "--out",
+            out,
+            "--mixture-only",
+            "--long-share",
+            0.5,
+            "--proportion",
+            "code-512=0.1",
+            "--mixture-file",
+            "mixture-ls50.json",
+            "--token-budget",
+            400_000,
+            "--max-repeat",
+            1.5,
+        )
+        == 0
+    )
+    remixed = read_json(out / "mixture-ls50.json")
+    shares = {s["domain"]: s["proportion"] for s in remixed["streams"]}
+    # code-512 set to 0.1 inside the long group (total 0.6): stack-512 and book-1024 share the other 0.5
+    long = {"code-512": 0.1, "stack-512": 0.5 * 0.1 / 0.4, "book-1024": 0.5 * 0.3 / 0.4}
+    assert shares == pytest.approx({**{k: 0.5 * v / 0.6 for k, v in long.items()}, "qa": 0.5})
+    assert (out / "report" / "budget-mixture-ls50.json").is_file()
+    printed = capsys.readouterr().out
+    assert "token budget 400,000 (repeat limit 1.5x)" in printed and "REPEAT>LIMIT" in printed
+    assert tree_bytes(out, skip=(".build", "report", "mixture-ls50.json")) == {
+        k: v for k, v in before.items() if not k.startswith("report")
+    }
+
+    # A new blend on a finished build: shards untouched, mixture.json rewritten.
+    assert (
+        shards("--recipe", tiny_recipe_file, "--out", out, "--tasks", 2, "--workers", 1, "--long-share", 0.5)
+        == 0
+    )
+    assert read_json(out / "mixture.json")["streams"][-1]["proportion"] == pytest.approx(0.5)
+    shard_files = {k: v for k, v in tree_bytes(out).items() if "/rank-" in k}
+    assert shard_files == {k: v for k, v in before.items() if "/rank-" in k} and shard_files
+
+    # Another task count on the same folder is refused; --fresh starts over.
+    assert shards("--recipe", tiny_recipe_file, "--out", out, "--tasks", 1, "--workers", 1) == 2
+    assert "--fresh" in capsys.readouterr().err
+    assert (
+        shards(
+            "--recipe", tiny_recipe_file, "--out", out, "--tasks", 1, "--workers", 1, "--fresh", "--no-report"
+        )
+        == 0
+    )
+    assert not (out / "report" / "report.md").exists() and verify(out).folders == 4
+
+
+def test_failures_are_immediate_and_say_what_to_fix(tmp_path, tiny_corpus, tokenizer_json, capsys):
+    out = tmp_path / "out"
+    missing = tmp_path / "no-such-corpus"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_corpus, tokenizer_json)))
+    assert shards("--recipe", recipe, "--out", out, "--corpus", missing) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and str(missing) in err and not (out / ".build").exists()
+
+    bad = tiny_recipe(tiny_corpus, tokenizer_json)
+    bad["domains"][0]["proportion"] = 0.9
+    recipe.write_text(yaml.safe_dump(bad))
+    assert shards("--recipe", recipe, "--out", out) == 2
+    assert "sum to 1.700000, not 1" in capsys.readouterr().err
+
+    assert shards("--recipe", "sft", "--out", out, "--corpus", tiny_corpus) == 2
+    assert "SFT pipeline" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        shards("--recipe", "demo", "--out", out, "--proportion", "fineweb-edu")
+
+
+def test_executor_options_are_passed(tmp_path, monkeypatch):
+    import argparse
+
+    from pipelines import shards as shards_cmd
+    from pipelines.build import BuildOptions
+    from pipelines.executors import make_executor
+
+    parser = argparse.ArgumentParser()
+    shards_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "shards",
+            "--recipe",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--executor",
+            "slurm",
+            "--slurm-partition",
+            "cpu",
+            "--slurm-time",
+            "01:00:00",
+            "--slurm-cpus-per-task",
+            "4",
+            "--slurm-mem-per-cpu-gb",
+            "3",
+            "--slurm-venv",
+            ".venv",
+            "--slurm-sbatch",
+            "account=proj",
+            "--ray-address",
+            "auto",
+            "--ray-cpus-per-task",
+            "2",
+            "--ray-mem-per-cpu-gb",
+            "1.5",
+            "--workers",
+            "3",
+        ]
+    )
+    options = shards_cmd.build_options(args)
+    assert options.slurm == {
+        "partition": "cpu",
+        "time": "01:00:00",
+        "cpus_per_task": 4,
+        "mem_per_cpu_gb": 3,
+        "venv_path": ".venv",
+        "sbatch_args": {"account": "proj"},
+    }
+    assert options.ray == {"cpus_per_task": 2, "mem_per_cpu_gb": 1.5, "address": "auto"}
+    executor = make_executor(options, [], 5, tmp_path / "logs", "read")
+    assert type(executor).__name__ == "SlurmPipelineExecutor" and executor.tasks == 5
+    assert executor.partition == "cpu" and executor.cpus_per_task == 4 and executor.workers == 3
+    with pytest.raises(ValueError, match="--slurm-partition"):
+        make_executor(BuildOptions(out=tmp_path, executor="slurm"), [], 1, tmp_path, "read")

@@ -1,0 +1,72 @@
+"""Document filters: each drop or repair is counted."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from datatrove.data import Document
+
+from prolong_data.filters import (
+    ExactDedupFilter,
+    HashSplitFilter,
+    MinTokensFilter,
+    NonEmptyFilter,
+    ValidUtf8Filter,
+    quality_filters,
+)
+from prolong_data.tokenize import TokenizedDocument
+
+
+def run(step, docs):
+    out = list(step.run(iter(docs)))
+    return out, {k: v.total for k, v in step.stats.stats.items()}
+
+
+def test_valid_utf8_repairs_or_drops_lone_surrogates():
+    docs = [
+        Document(text="ok", id="a"),
+        Document(text="bad \ud800 x", id="b"),
+        Document(text="pair \ud83d\ude00", id="c"),
+    ]
+    out, stats = run(ValidUtf8Filter("repair"), [Document(text=d.text, id=d.id) for d in docs])
+    assert [d.text for d in out] == ["ok", "bad \ufffd x", "pair 😀"]
+    assert stats["repaired_invalid_utf8"] == 2
+    out, stats = run(ValidUtf8Filter("drop"), docs)
+    assert [d.id for d in out] == ["a"] and stats["dropped_invalid_utf8"] == 2
+
+
+def test_non_empty_and_dedup():
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(["a", "  \n", "", "b", "a", "b", "c"])]
+    out, stats = run(NonEmptyFilter(), docs)
+    assert [d.text for d in out] == ["a", "b", "a", "b", "c"] and stats["dropped_empty"] == 2
+    out, stats = run(ExactDedupFilter(), out)
+    assert [d.id for d in out] == ["0", "3", "6"] and stats["dropped_duplicate"] == 2
+
+
+def test_hash_split_partitions_documents():
+    docs = [Document(text="x", id=f"doc{i}") for i in range(200)]
+    halves = [run(HashSplitFilter(2, [k]), docs)[0] for k in (0, 1)]
+    assert sorted(d.id for h in halves for d in h) == sorted(d.id for d in docs)
+    assert 60 < len(halves[0]) < 140
+    with pytest.raises(ValueError, match="bucket"):
+        HashSplitFilter(2, [2])
+
+
+def test_min_tokens():
+    docs = [TokenizedDocument(id=str(n), tokens=np.zeros(n, np.uint32)) for n in (3, 10, 2, 50)]
+    out, stats = run(MinTokensFilter(10), docs)
+    assert [d.id for d in out] == ["10", "50"]
+    assert stats["dropped_too_short"] == 2 and stats["dropped_too_short_tokens"] == 5
+
+
+def test_quality_filters_names():
+    with pytest.raises(ValueError, match="unknown quality filters"):
+        quality_filters(["nope"])
+    assert quality_filters([]) == []
+    if importlib.util.find_spec("spacy") is None:
+        with pytest.raises(ValueError, match="pip install spacy"):
+            quality_filters(["gopher_quality"])
+    else:
+        assert len(quality_filters(["gopher_quality", "c4", "fineweb", "gopher_repetition"])) == 4
