@@ -35,6 +35,7 @@ from prolong_data.filters import (
     ValidUtf8Filter,
     quality_filters,
 )
+from prolong_data.chat import TokenizeChats
 from prolong_data.mds import MDSShardWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.sources import (
@@ -47,7 +48,8 @@ from prolong_data.sources import (
     TextRowsReader,
     hub_reader,
 )
-from prolong_data.tokenize import TokenizeDocuments
+from prolong_data.sources.chat import ChatRowsReader
+from prolong_data.tokenize import TokenizeDocuments, load_tokenizer
 
 WORK = ".build"
 PASSES = ("read", "build", "finalize")
@@ -136,10 +138,11 @@ def source_reader(source: SourceConfig, bad_input_file: str, utf8: str) -> Pipel
         )
     if source.kind == "hub":
         return hub_reader(source.dataset, split=source.split, config=source.config, text_key=source.text_key)
-    raise BuildError(
-        f"source kind {source.kind!r} is read by the SFT pipeline (chat templates and masks), which "
-        "`prolong-data shards` does not build yet"
-    )
+    if source.kind == "chat":
+        return ChatRowsReader(
+            source.paths, chat_format=source.chat_format, text_key=source.text_key, id_key=source.id_key, utf8=utf8, **common
+        )
+    raise BuildError(f"source kind {source.kind!r} has no reader")
 
 
 def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | None) -> DomainPlan:
@@ -164,7 +167,10 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
         build_steps.append(ConcatRepos(min_files=min(s.min_files for s in domain.sources)))
     if domain.dedup:
         build_steps.append(ExactDedupFilter())
-    build_steps.append(TokenizeDocuments(recipe.tokenizer))
+    is_chat = any(s.kind == "chat" for s in domain.sources)
+    if is_chat and domain.pack.mode != "best_fit":
+        raise ValueError(f"domain {domain.name}: chat sources need `pack: {{mode: best_fit}}` (whole conversations)")
+    build_steps.append(TokenizeChats(recipe.tokenizer) if is_chat else TokenizeDocuments(recipe.tokenizer))
     pack = domain.pack
     min_tokens = pack.min_tokens
     if pack.mode == "length_binned" and min_tokens is None:
@@ -181,7 +187,10 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
             )
         )
     else:
-        build_steps.append(PackBestFit(recipe.seq_len, pad_id=0, report_folder=str(folder)))
+        pad_id = load_tokenizer(recipe.tokenizer).eos_id  # the padding span is EOS tokens with mask 0
+        build_steps.append(
+            PackBestFit(recipe.seq_len, pad_id=pad_id, too_long=pack.too_long, report_folder=str(folder))
+        )
     build_steps.append(
         MDSShardWriter(
             str(folder),

@@ -29,7 +29,7 @@ class SourceConfig:
     kind: str
     """`code_folders` (sub-folders are repositories), `code_rows` (The Stack rows), `book_files`
     (`.txt` books), `rows` (jsonl/parquet text rows), `hub` (HF dataset by name), `chat` (SFT
-    chats; read by the SFT pipeline, not by this build)."""
+    conversations: rendered with the tokenizer's chat template, with assistant-token masks)."""
     paths: list[str] = field(default_factory=list)
     """Files or folders (searched recursively); `{corpus}`, `{stdlib}`, `{purelib}` are expanded."""
     glob: str | None = None
@@ -56,6 +56,8 @@ class SourceConfig:
     """`hub`: the dataset split."""
     config: str | None = None
     """`hub`: the dataset configuration name."""
+    chat_format: str = "messages"
+    """`chat`: `messages` (UltraChat-style `messages` lists) or `tulu-text` (Tulu-v2 text chats)."""
     max_file_bytes: int = 1_000_000
     """`code_folders`: files larger than this are skipped (counted)."""
     min_files: int = 2
@@ -91,10 +93,14 @@ class PackConfig:
     min_tokens: int | None = None
     """Documents with fewer tokens (BOS/EOS included) are dropped before packing; `length_binned`
     defaults to the smallest bin."""
+    too_long: str = "truncate"
+    """`best_fit`: a conversation longer than seq_len is `truncate`d to it or `drop`ped (counted)."""
 
     def __post_init__(self):
         if self.mode not in PACK_MODES:
             raise ValueError(f"pack mode {self.mode!r} is not one of {PACK_MODES}")
+        if self.too_long not in ("truncate", "drop"):
+            raise ValueError(f"pack too_long {self.too_long!r} must be `truncate` or `drop`")
         if self.mode == "length_binned" and not self.chunk_len:
             raise ValueError("pack mode length_binned needs `chunk_len` (e.g. 65536)")
 

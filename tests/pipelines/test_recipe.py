@@ -29,7 +29,7 @@ STAGE2 = {
 
 
 def test_shipped_recipes():
-    assert recipe_names() == ["demo", "demo-512k", "sft", "stage1-64k", "stage2-512k"]
+    assert recipe_names() == ["demo", "demo-512k", "sft", "sft-demo", "stage1-64k", "stage2-512k"]
     s1, s2, sft, demo = (load_recipe(n) for n in ("stage1-64k", "stage2-512k", "sft", "demo"))
     assert {d.name: d.proportion for d in s1.domains} == STAGE1
     assert {d.name: d.proportion for d in s2.domains} == STAGE2
@@ -37,6 +37,8 @@ def test_shipped_recipes():
     assert s1.tokenizer == s2.tokenizer == sft.tokenizer == "llama3"
     assert s1.token_budget == s2.token_budget == 5000 * 64 * 65536
     assert sft.domains[0].pack.mode == "best_fit" and sft.token_budget == 250 * 4 * 2**20
+    assert sft.domains[0].sources[0].kind == "chat"
+    assert load_recipe("sft-demo").domains[0].sources[0].kind == "chat"
     assert s2.domains[1].pack.chunk_len == 524288 and s2.domains[0].pack.bins == [65536, 524288]
     assert [d.name for d in demo.domains] == list(STAGE1)
     assert demo.seq_len == 65536 and not demo.domains[8].present  # no ArXiv in the sample corpus
