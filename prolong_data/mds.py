@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from prolong_data.mds_format import NativeMDSWriter
+from prolong_data.mds_format import NativeMDSWriter, merge_indexes
 from prolong_data.packing.sequence import PackedSequence
 
 PRETRAIN_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
@@ -109,16 +109,16 @@ class MDSShardWriter(PipelineStep):
 
 
 def merge_domain_index(domain_folder: str | Path) -> Path:
-    """Merge the per-rank indexes of a domain folder into its top-level `index.json`."""
-    from streaming.base.util import merge_index
+    """Merge the per-rank indexes of a domain folder into its top-level `index.json`.
 
+    Same bytes as `streaming.base.util.merge_index` (tested) without importing torch; a rerun
+    replaces the merged index.
+    """
     folder = Path(domain_folder)
     parts = sorted(p / "index.json" for p in folder.glob(f"{RANK_PREFIX}*") if (p / "index.json").is_file())
     if not parts:
         raise FileNotFoundError(f"{folder} has no rank-*/index.json: did the build of this domain run?")
-    (folder / "index.json").unlink(missing_ok=True)  # merge_index refuses to overwrite: a rerun replaces it
-    merge_index([str(p) for p in parts], str(folder))
-    return folder / "index.json"
+    return merge_indexes(parts, folder)
 
 
 def read_packing_reports(domain_folder: str | Path) -> dict:

@@ -140,3 +140,22 @@ class NativeMDSWriter:
 
     def __exit__(self, exc_type, exc, tb):
         self.finish()
+
+
+def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
+    """Write `out_folder/index.json` listing the shards of each `<sub>/index.json`, as
+    `streaming.base.util.merge_index` does (same bytes): shard basenames get `<sub>/` in front."""
+    shards = []
+    for index_file in index_files:
+        sub = Path(index_file).parent.name
+        for shard in json.loads(Path(index_file).read_text())["shards"]:
+            for key in ("raw_data", "zip_data", "raw_meta", "zip_meta"):
+                if shard.get(key):
+                    shard[key]["basename"] = f"{sub}/{shard[key]['basename']}"
+            shards.append(shard)
+    path = Path(out_folder) / "index.json"
+    tmp = path.with_suffix(".json.tmp")
+    with open(tmp, "w") as f:
+        json.dump({"version": 2, "shards": shards}, f)
+    tmp.replace(path)  # atomic: a reader never sees half an index
+    return path

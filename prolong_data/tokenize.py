@@ -24,7 +24,7 @@ import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +121,14 @@ def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None)
 
     `llama3` builds Meta's Llama-3 tokenizer offline from the `tokenizer.model` shipped in the
     PyPI package `llama-models`. `bos` / `eos` override the document boundary tokens (by string).
+    A process loads each tokenizer once: build tasks that run one after the other in the same
+    worker share it (and its tiktoken engine, see `tiktoken_encoding`).
     """
+    return _load_tokenizer_cached(spec, bos, eos)
+
+
+@lru_cache(maxsize=8)
+def _load_tokenizer_cached(spec: str, bos: str | None, eos: str | None) -> LoadedTokenizer:
     json_file = None
     if spec == "llama3":
         hf, tiktoken_file = _load_llama3()
@@ -347,8 +354,15 @@ def tiktoken_encoding(tok: LoadedTokenizer):
 
     Possible for byte-level BPE with a single split regex and no normalizer, where ids are
     merge ranks (tiktoken merges by the rank of the merged bytes). The identity check in
-    `choose_engine` catches any tokenizer where that last assumption fails.
+    `choose_engine` catches any tokenizer where that last assumption fails. Built once per
+    tokenizer and process.
     """
+    if "tiktoken" not in tok.__dict__:
+        tok.__dict__["tiktoken"] = _build_tiktoken_encoding(tok)
+    return tok.__dict__["tiktoken"]
+
+
+def _build_tiktoken_encoding(tok: LoadedTokenizer):
     try:
         import tiktoken
     except ImportError:

@@ -69,3 +69,19 @@ def test_native_writer_rejects_wrong_dtype_and_unknown_encoding(tmp_path):
     w = NativeMDSWriter(tmp_path, PRETRAIN_COLUMNS)
     with pytest.raises(ValueError, match="expected uint32, got int64"):
         w.write({**rows(1, 8, False)[0], "input_ids": np.zeros(8, np.int64)})
+
+
+def test_native_index_merge_equals_streaming_merge_index(tmp_path):
+    from streaming.base.util import merge_index
+
+    from prolong_data.mds_format import merge_indexes
+
+    for name, compression in (("rank-00000", None), ("rank-00001", "zstd"), ("rank-00002", None)):
+        for root in ("ours", "theirs"):
+            with NativeMDSWriter(tmp_path / root / name, PRETRAIN_COLUMNS, compression=compression, size_limit=4000) as w:
+                for row in rows(4, 300, False, seed=len(name)):
+                    w.write(row)
+    parts = sorted((tmp_path / "theirs").glob("rank-*/index.json"))
+    merge_index([str(p) for p in parts], str(tmp_path / "theirs"))
+    merge_indexes(sorted((tmp_path / "ours").glob("rank-*/index.json")), tmp_path / "ours")
+    assert (tmp_path / "ours" / "index.json").read_bytes() == (tmp_path / "theirs" / "index.json").read_bytes()
