@@ -9,7 +9,22 @@ STAMP := $(VENV)/.installed
 CORPUS ?= $(abspath ../shared/corpus)
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv test test-slow test-all shards bench lint clean
+# Training: on a machine with CUDA the stages run their real configs on all local GPUs (give the
+# stage-1 model with MODEL=...); without CUDA each is a smoke run of the same stage on demo data.
+MODEL ?= meta-llama/Meta-Llama-3-8B-Instruct
+NPROC ?= $(shell nvidia-smi -L 2>/dev/null | wc -l)
+GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+STAGE1_DATA ?= $(if $(GPU),data/shards/stage1-64k,data/shards/demo)/mixture.json
+STAGE2_DATA ?= $(if $(GPU),data/shards/stage2-512k,data/shards/demo-512k)/mixture.json
+SFT_DATA ?= $(if $(GPU),data/shards/sft,data/shards/sft-demo)/mixture.json
+STAGE1_OUT ?= runs/stage1-64k
+STAGE2_OUT ?= runs/stage2-512k
+SFT_OUT ?= runs/sft
+STAGE2_INIT ?= $(STAGE1_OUT)/hf
+SFT_INIT ?= $(STAGE2_OUT)/hf
+TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BIN)/python) -m trainer.train
+
+.PHONY: venv test test-slow test-all shards shards-512k shards-sft train-64k train-512k sft bench lint clean
 
 venv: $(STAMP)
 
@@ -29,9 +44,48 @@ test-slow: $(STAMP)
 
 test-all: test test-slow
 
+## The demo mixtures (CORPUS=path for another folder laid out like ../shared/corpus).
+shards: $(STAMP)
+	$(BIN)/prolong-data shards --recipe demo --out data/shards/demo --corpus $(CORPUS)
+
+shards-512k: $(STAMP)
+	$(BIN)/prolong-data shards --recipe demo-512k --out data/shards/demo-512k --corpus $(CORPUS)
+
+shards-sft: $(STAMP)
+	$(BIN)/prolong-data shards --recipe sft-demo --out data/shards/sft-demo --corpus $(CORPUS)
+
+data/shards/demo/mixture.json:
+	$(MAKE) shards
+data/shards/demo-512k/mixture.json:
+	$(MAKE) shards-512k
+data/shards/sft-demo/mixture.json:
+	$(MAKE) shards-sft
+
+## Stage 1 (64K). Chained: stage 2 starts from stage 1's export, SFT from stage 2's
+## (STAGE2_INIT=... / SFT_INIT=... point a stage anywhere).
+train-64k: $(STAMP) $(STAGE1_DATA)
+	$(TRAIN) --config trainer/configs/stage1-64k.yaml --model.path=$(MODEL) \
+		--data.mixture=$(STAGE1_DATA) --out=$(STAGE1_OUT)
+
+$(STAGE1_OUT)/hf/config.json:
+	$(MAKE) train-64k
+
+train-512k: $(STAMP) $(STAGE2_DATA) $(STAGE2_INIT)/config.json
+	$(TRAIN_512K) --config trainer/configs/stage2-512k.yaml --model.path=$(STAGE2_INIT) \
+		--data.mixture=$(STAGE2_DATA) --out=$(STAGE2_OUT)
+
+$(STAGE2_OUT)/hf/config.json:
+	$(MAKE) train-512k
+
+sft: $(STAMP) $(SFT_DATA) $(SFT_INIT)/config.json
+	$(TRAIN) --config trainer/configs/sft.yaml --model.path=$(SFT_INIT) \
+		--data.mixture=$(SFT_DATA) --out=$(SFT_OUT)
+
 ## Benchmarks: results tables land in bench/results/*.md (see README, "Benchmarks").
 bench: $(STAMP)
 	$(BIN)/python bench/tokenize_throughput.py --corpus $(CORPUS) --out bench/results/tokenize_throughput.md
+	$(BIN)/python bench/pipeline_demo.py --corpus $(CORPUS) --out bench/results/pipeline_demo.md
+	$(BIN)/python bench/trainer_memory.py --out bench/results/trainer_memory.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check prolong_data pipelines trainer tests bench
