@@ -546,11 +546,13 @@ class TokenizeDocuments(_datatrove_step_base()):
     def _encode(self, engine: Engine, tok: LoadedTokenizer, docs):
         with self.track_time(unit="batch"):
             ids = engine.encode_batch([d.text for d in docs])
+        total = 0
         for doc, doc_ids in zip(docs, ids):
             tokens = with_boundaries(doc_ids, tok, bos=self.add_bos, eos=self.add_eos)
-            self.stat_update("tokens", value=len(tokens))
+            total += len(tokens)
             source = doc.metadata.get("source", "") if doc.metadata else ""
             yield TokenizedDocument(id=doc.id, tokens=tokens, source=str(source))
+        self.stat_update("tokens", value=total, unit="batch")  # one update per batch: stats are slow
 
 
 def _head_at_safe_boundary(text: str, max_chars: int) -> str:
