@@ -16,6 +16,10 @@ Backends (all exact, they differ in speed only):
 - ``flash``: ``flash_attn.flash_attn_varlen_func`` when the flash-attn package is installed.
 
 ``auto`` picks ``flash``, then ``varlen``, then ``flex`` on CUDA, and ``sdpa_docs`` on CPU.
+
+With sequence parallelism (``DocMask.sp`` set) each rank's q/k/v hold its slice of the tokens;
+``ulysses_attention`` (trainer/sequence_parallel.py) trades them for all tokens of a share of the
+heads, the backend runs over the *global* ``cu_seqlens``, and the output is traded back.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from trainer.sequence_parallel import SPGroup, ulysses_attention
 
 ATTENTION_NAME = "prolong_doc"
 """The name under which the attention is registered in transformers' AttentionInterface."""
@@ -82,11 +88,16 @@ class DocMask:
     """Length of the longest document."""
     backend: str
     """A resolved backend name (not ``auto``)."""
+    sp: SPGroup | None = None
+    """The sequence-parallel group when each rank holds a slice of the tokens (then ``cu_seqlens``
+    still describes the whole sequence); None when every rank holds whole sequences."""
     _block_mask: object | None = field(default=None, repr=False)
 
     @classmethod
-    def from_cu_seqlens(cls, cu_seqlens: torch.Tensor, device: torch.device, backend: str) -> DocMask:
-        """Builds the mask from CPU boundaries, moving them to ``device`` once."""
+    def from_cu_seqlens(
+        cls, cu_seqlens: torch.Tensor, device: torch.device, backend: str, sp: SPGroup | None = None
+    ) -> DocMask:
+        """Builds the mask from CPU boundaries (of whole sequences), moving them to ``device`` once."""
         cu = cu_seqlens.to("cpu", torch.int64)
         starts, ends = cu[:-1].tolist(), cu[1:].tolist()
         return cls(
@@ -94,6 +105,7 @@ class DocMask:
             bounds=list(zip(starts, ends)),
             max_seqlen=int((cu[1:] - cu[:-1]).max()),
             backend=resolve_backend(backend, device),
+            sp=sp,
         )
 
     def block_mask(self, total: int, device: torch.device):
@@ -184,7 +196,8 @@ def doc_attention(
 ) -> tuple[torch.Tensor, None]:
     """transformers attention-interface function: q (B, H, T, D), k/v (B, Hkv, T, D) -> (B, T, H, D).
 
-    ``doc_mask`` comes from the model call's kwargs; without it, every row is one document.
+    ``doc_mask`` comes from the model call's kwargs; without it, every row is one document. With
+    ``doc_mask.sp`` set, T is this rank's slice and the output is this rank's slice too.
     """
     if dropout:
         raise ValueError("document-masked attention does not implement attention dropout; set it to 0")
@@ -193,11 +206,28 @@ def doc_attention(
         cu = torch.arange(0, (batch + 1) * seq, seq)
         doc_mask = DocMask.from_cu_seqlens(cu, query.device, "auto")
     scale = scaling if scaling is not None else dim**-0.5
+    if doc_mask.sp is not None:
+        return _sequence_parallel(query, key, value, doc_mask, scale), None
     q = query.transpose(1, 2).reshape(batch * seq, heads, dim)  # (N, H, D)
     k = key.transpose(1, 2).reshape(batch * seq, key.shape[1], dim)  # (N, Hkv, D)
     v = value.transpose(1, 2).reshape(batch * seq, value.shape[1], dim)  # (N, Hkv, D)
     out = _KERNELS[doc_mask.backend](q, k, v, doc_mask, scale)  # (N, H, D)
     return out.reshape(batch, seq, heads, dim), None
+
+
+def _sequence_parallel(query, key, value, doc_mask: DocMask, scale: float) -> torch.Tensor:
+    """q (B, H, Tl, D), k/v (B, Hkv, Tl, D) slices of this rank -> (B, Tl, H, D), exact over the whole sequence."""
+    kernel = _KERNELS[doc_mask.backend]
+
+    def attend(q, k, v):  # q (B, T, H/P, D), k/v (B, T, Hkv', D): whole sequences, this rank's heads
+        b, t, h, d = q.shape
+        out = kernel(
+            q.reshape(b * t, h, d), k.reshape(b * t, k.shape[2], d), v.reshape(b * t, v.shape[2], d), doc_mask, scale
+        )  # (N, H/P, D) over the global cu_seqlens
+        return out.reshape(b, t, h, d)
+
+    q, k, v = (x.transpose(1, 2) for x in (query, key, value))  # (B, Tl, H|Hkv, D)
+    return ulysses_attention(q, k, v, doc_mask.sp, attend)  # (B, Tl, H, D)
 
 
 def _no_dense_mask(*args, **kwargs) -> None:

@@ -20,6 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_state_dict,
+    set_optimizer_state_dict,
     set_state_dict,
 )
 
@@ -66,6 +67,28 @@ def load_checkpoint(path, model, optimizer, scheduler, loader) -> int:
     if data_state:
         loader.load_state_dict(data_state)
     return int(state["train"]["step"])
+
+
+def load_optimizer_state(path, model, optimizer) -> None:
+    """Starts ``optimizer`` from the AdamW state (moments, step counts) of another run's checkpoint.
+
+    For a stage that continues the previous one (``checkpoint.init_optimizer_from``): the
+    per-parameter state is loaded, while this run's hyperparameters (lr, betas, weight decay) are
+    kept. Collective over all ranks; the other run may have used another number of ranks.
+    """
+    path = Path(path)
+    if not (path / ".metadata").is_file():
+        raise ValueError(
+            f"{path} is not a complete checkpoint (no .metadata); point checkpoint.init_optimizer_from "
+            "at a folder like runs/stage1-64k/checkpoints/step-00005000"
+        )
+    hyper = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    _, optim_state = get_state_dict(model, optimizer)  # creates the state tensors DCP fills in place
+    state = {"optim": optim_state}
+    dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optim"])
+    for group, kept in zip(optimizer.param_groups, hyper):
+        group.update(kept)
 
 
 def full_model_state(model) -> dict[str, torch.Tensor]:

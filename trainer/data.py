@@ -11,7 +11,9 @@ micro-batch is a dict of tensors:
 - ``cu_seqlens`` (n_docs_total + 1,) int32: document boundaries over the flattened B * T tokens
 
 The stream order comes from ``streaming.StreamingDataset``: deterministic for a seed, partitioned
-across ranks, and resumable from ``loader.state_dict()``.
+across ranks (replicated within a sequence-parallel group), and resumable from
+``loader.state_dict()``. A micro-batch always holds whole sequences; a sequence-parallel rank cuts
+its slice afterwards (``trainer.sequence_parallel.shard_batch``).
 """
 
 from __future__ import annotations
@@ -86,18 +88,26 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
 
 
 def build_loader(
-    mixture_path: str | Path, micro_batch_size: int, seed: int, num_workers: int = 0
+    mixture_path: str | Path, micro_batch_size: int, seed: int, num_workers: int = 0, replication: int = 1
 ) -> tuple[torch.utils.data.DataLoader, int]:
     """A resumable loader of micro-batches over the mixture's streams, and the mixture's seq_len.
 
-    Every rank gets its own part of the stream (streaming reads RANK / WORLD_SIZE as set by torchrun).
+    Every rank gets its own part of the stream (streaming reads RANK / WORLD_SIZE as set by
+    torchrun), except that ``replication`` consecutive ranks (one sequence-parallel group) get the
+    same samples.
     """
     from streaming import Stream, StreamingDataset
     from streaming.base.dataloader import StreamingDataLoader
 
     entries, seq_len = load_mixture(mixture_path)
     streams = [Stream(local=folder, proportion=proportion) for _, folder, proportion in entries]
-    dataset = StreamingDataset(streams=streams, shuffle=True, shuffle_seed=seed, batch_size=micro_batch_size)
+    dataset = StreamingDataset(
+        streams=streams,
+        shuffle=True,
+        shuffle_seed=seed,
+        batch_size=micro_batch_size,
+        replication=replication if replication > 1 else None,
+    )
     loader = StreamingDataLoader(
         dataset, batch_size=micro_batch_size, collate_fn=collate, num_workers=num_workers, drop_last=True
     )

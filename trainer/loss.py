@@ -28,18 +28,28 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         ctx.weight_dtype = weight.dtype  # the weight gradient goes back in it (bf16 under mixed precision)
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.zeros_like(hidden) if need_grad else None  # (N, D)
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+        )
+        # fp32: one logits buffer for all chunks (a fresh multi-GB block per chunk costs page faults on CPU)
+        fp32 = hidden.dtype == weight.dtype == torch.float32
+        rows = min(chunk_size, hidden.shape[0])
+        buffer = hidden.new_empty((rows, weight.shape[0])) if fp32 else None  # (C, V)
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]  # (C, D)
             y = labels[start : start + chunk_size]  # (C,)
             keep = (y != IGNORE_INDEX).unsqueeze(1)  # (C, 1)
             target = y.clamp(min=0).unsqueeze(1)  # (C, 1)
-            logits = (h @ weight.T).float()  # (C, V)
-            lse = torch.logsumexp(logits, dim=1, keepdim=True)  # (C, 1)
-            total += ((lse - logits.gather(1, target)) * keep).sum()
+            logits = torch.mm(h, weight.T, out=buffer[: len(h)]) if fp32 else (h @ weight.T).float()  # (C, V)
+            picked = logits.gather(1, target)  # (C, 1) logit of the target token
+            peak = logits.amax(dim=1, keepdim=True)  # (C, 1)
+            probs = logits.sub_(peak).exp_()  # (C, V) unnormalised softmax, in place of the logits
+            sums = probs.sum(dim=1, keepdim=True)  # (C, 1)
+            lse = peak + sums.log()  # (C, 1) logsumexp of the logits
+            total += ((lse - picked) * keep).sum()
             if not need_grad:
                 continue
-            probs = logits.sub_(lse).exp_()  # (C, V) softmax, in place of the logits
+            probs.div_(sums)  # (C, V) softmax
             probs.scatter_add_(1, target, torch.full_like(lse, -1.0))  # softmax - one_hot
             grad_logits = probs.mul_(keep).to(hidden.dtype)  # (C, V) d loss / d logits
             grad_hidden[start : start + chunk_size] = grad_logits @ weight  # (C, D)

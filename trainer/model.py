@@ -78,7 +78,14 @@ def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tiny.init_seed)
             return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
-    config = AutoConfig.from_pretrained(model.path)
+    try:
+        config = AutoConfig.from_pretrained(model.path)
+    except (OSError, ValueError) as error:  # missing folder, bad hub id, no network
+        raise ValueError(
+            f"cannot load model.path={model.path!r} ({error}); a stage that starts from the previous stage's "
+            "export needs that stage run first (make train-64k writes runs/stage1-64k/hf, make train-512k "
+            "writes runs/stage2-512k/hf), or pass --model.path=<HF folder or hub id>"
+        ) from error
     if model.rope_theta is not None:
         config.rope_theta = model.rope_theta
     config.max_position_embeddings = max(config.max_position_embeddings, seq_len)

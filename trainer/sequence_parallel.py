@@ -129,3 +129,16 @@ def local_slice(x: torch.Tensor, sp: SPGroup, dim: int = 1) -> torch.Tensor:
         raise ValueError(f"sequence length {total} is not divisible by the SP size {sp.size}")
     size = total // sp.size
     return x.narrow(dim, sp.rank * size, size)
+
+
+def shard_batch(batch: dict[str, torch.Tensor], sp: SPGroup | None) -> dict[str, torch.Tensor]:
+    """This rank's part of a collated micro-batch: its slice of every per-token (B, T) tensor.
+
+    ``position_ids`` and ``labels`` were computed on the whole sequence, so RoPE positions and
+    next-token labels across a slice boundary are the unsplit ones; ``cu_seqlens`` stays global
+    (the attention runs over the whole sequence after the all-to-all).
+    """
+    if sp is None:
+        return batch
+    local = {key: local_slice(batch[key], sp) for key in ("input_ids", "position_ids", "labels")}  # each (B, T/P)
+    return {**batch, **local}

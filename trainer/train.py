@@ -7,7 +7,9 @@ stage ends; ``train_step`` = ``forward_backward`` over the step's micro-batches,
 on all ranks divided by the number of target tokens in all of them (not a mean of means).
 
 Without CUDA the run is a smoke run (``--smoke``): the config's ``smoke:`` block swaps in a tiny
-random-init Llama and a few steps, at the stage's own sequence length.
+Llama (random-init, or the previous stage's smoke export) and a few steps, at the stage's own
+sequence length. With ``parallel.sp > 1`` each sequence is split over a sequence-parallel group
+of ranks (trainer/sequence_parallel.py).
 """
 
 from __future__ import annotations
@@ -24,14 +26,21 @@ import torch.distributed as dist
 import yaml
 
 from trainer.attention import DocMask, resolve_backend
-from trainer.checkpoint import full_model_state, latest_checkpoint, load_checkpoint, save_checkpoint
+from trainer.checkpoint import (
+    full_model_state,
+    latest_checkpoint,
+    load_checkpoint,
+    load_optimizer_state,
+    save_checkpoint,
+)
 from trainer.config import Config, load_config, to_dict
 from trainer.data import build_loader, endless
 from trainer.loss import IGNORE_INDEX
 from trainer.metrics import MetricsLog, matmul_params, peak_flops, peak_memory_gib, read_metrics, step_flops
 from trainer.model import CausalLMWithLoss, export_hf, load_lm, load_tokenizer
-from trainer.parallelize import DistEnv, parallelize
+from trainer.parallelize import DistEnv, build_sp_group, data_parallel_size, parallelize
 from trainer.schedule import build_optimizer
+from trainer.sequence_parallel import SPGroup, shard_batch
 
 
 @dataclass
@@ -57,18 +66,29 @@ def all_reduce_sum(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return value
 
 
-def forward_backward(model, micro_batches: list[dict], env: DistEnv, device: torch.device, attention: str):
+def forward_backward(
+    model,
+    micro_batches: list[dict],
+    env: DistEnv,
+    device: torch.device,
+    attention: str,
+    sp: SPGroup | None = None,
+):
     """Accumulates gradients of the global-token-averaged loss over this rank's micro-batches.
 
     Each micro-batch contributes ``sum of its token losses / global target count`` (times the
     world size, because FSDP averages gradients over ranks), so the summed gradient equals the
-    gradient of the loss of the whole global batch.
+    gradient of the loss of the whole global batch. Under sequence parallelism the micro-batches
+    hold whole sequences and this rank keeps its slice of them: the ranks of an SP group hold
+    disjoint tokens, so the all-reduced counts are counts of distinct tokens.
     """
+    micro_batches = [shard_batch(mb, sp) for mb in micro_batches]
+    owns_spans = sp is None or sp.rank == 0  # cu_seqlens are replicated within an SP group
     counts = torch.tensor(
         [
             sum(int((mb["labels"] != IGNORE_INDEX).sum()) for mb in micro_batches),
             sum(mb["input_ids"].numel() for mb in micro_batches),
-            sum(int((mb["cu_seqlens"].diff().long() ** 2).sum()) for mb in micro_batches),
+            sum(int((mb["cu_seqlens"].diff().long() ** 2).sum()) for mb in micro_batches) if owns_spans else 0,
         ],
         dtype=torch.float64,
         device=device,
@@ -78,7 +98,7 @@ def forward_backward(model, micro_batches: list[dict], env: DistEnv, device: tor
         raise ValueError("a step without any target token; check the shards' spans and masks")
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     for mb in micro_batches:
-        doc_mask = DocMask.from_cu_seqlens(mb["cu_seqlens"], device, attention)
+        doc_mask = DocMask.from_cu_seqlens(mb["cu_seqlens"], device, attention, sp)
         summed = model(
             mb["input_ids"].to(device), mb["position_ids"].to(device), mb["labels"].to(device), doc_mask
         )
@@ -98,20 +118,23 @@ def optimizer_step(model, optimizer, scheduler, grad_clip: float) -> float:
     return float(norm)
 
 
-def train_step(model, optimizer, scheduler, micro_batches, env, device, cfg: Config) -> StepResult:
+def train_step(model, optimizer, scheduler, micro_batches, env, device, cfg: Config, sp=None) -> StepResult:
     """One optimizer step over the given micro-batches of this rank."""
-    result = forward_backward(model, micro_batches, env, device, cfg.model.attention)
+    result = forward_backward(model, micro_batches, env, device, cfg.model.attention, sp)
     result.grad_norm = optimizer_step(model, optimizer, scheduler, cfg.optim.grad_clip)
     return result
 
 
-def grad_accum_steps(cfg: Config, seq_len: int, world_size: int) -> int:
-    """Micro-batches per rank and step needed to reach ``train.tokens_per_step``."""
-    per_pass = seq_len * cfg.data.micro_batch_size * world_size
+def grad_accum_steps(cfg: Config, seq_len: int, dp_size: int) -> int:
+    """Micro-batches per rank and step needed to reach ``train.tokens_per_step``.
+
+    ``dp_size``: groups that see different sequences (ranks / parallel.sp).
+    """
+    per_pass = seq_len * cfg.data.micro_batch_size * dp_size
     if cfg.train.tokens_per_step % per_pass:
         raise ValueError(
             f"train.tokens_per_step={cfg.train.tokens_per_step} is not a multiple of seq_len x "
-            f"micro_batch_size x ranks = {per_pass}; pick a multiple"
+            f"micro_batch_size x data-parallel groups (ranks / parallel.sp) = {per_pass}; pick a multiple"
         )
     return cfg.train.tokens_per_step // per_pass
 
@@ -125,10 +148,14 @@ def pick_device(env: DistEnv) -> torch.device:
 
 
 def build(cfg: Config, env: DistEnv, device: torch.device):
-    """Model, optimizer, schedule and data loader of a run."""
-    loader, seq_len = build_loader(cfg.data.mixture, cfg.data.micro_batch_size, cfg.train.seed, cfg.data.num_workers)
+    """Model, optimizer, schedule and data loader of a run (a sequence-parallel group of ranks shares its data)."""
+    loader, seq_len = build_loader(
+        cfg.data.mixture, cfg.data.micro_batch_size, cfg.train.seed, cfg.data.num_workers, cfg.parallel.sp
+    )
     if seq_len != cfg.data.seq_len:
         raise ValueError(f"the mixture has seq_len {seq_len} but data.seq_len is {cfg.data.seq_len}; make them agree")
+    if seq_len % cfg.parallel.sp:
+        raise ValueError(f"seq_len {seq_len} does not split evenly over parallel.sp={cfg.parallel.sp} ranks")
     lm = load_lm(cfg.model, cfg.tiny, seq_len)
     model = parallelize(CausalLMWithLoss(lm, cfg.model.loss_chunk_size), cfg.parallel, env, device)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.steps, fused=device.type == "cuda")
@@ -136,9 +163,14 @@ def build(cfg: Config, env: DistEnv, device: torch.device):
 
 
 def resume(cfg: Config, ckpt_dir: Path, model, optimizer, scheduler, loader, metrics_path: Path, env) -> int:
-    """Loads the newest checkpoint if resuming is on; drops metrics lines past it. Returns the step."""
+    """Loads the newest checkpoint if resuming is on; drops metrics lines past it. Returns the step.
+
+    A fresh run with ``checkpoint.init_optimizer_from`` takes the previous stage's AdamW state.
+    """
     path = latest_checkpoint(ckpt_dir) if cfg.checkpoint.resume else None
     if path is None:
+        if cfg.checkpoint.init_optimizer_from:
+            load_optimizer_state(cfg.checkpoint.init_optimizer_from, model, optimizer)
         return 0
     step = load_checkpoint(path, model, optimizer, scheduler, loader)
     if env.is_main and metrics_path.is_file():
@@ -187,8 +219,9 @@ def train(cfg: Config, env: DistEnv) -> Path:
     out = Path(cfg.out)
     ckpt_dir, metrics_path = out / "checkpoints", out / "metrics.jsonl"
     torch.manual_seed(cfg.train.seed)
+    sp = build_sp_group(cfg.parallel, env, device)
     model, optimizer, scheduler, loader, seq_len = build(cfg, env, device)
-    accum = grad_accum_steps(cfg, seq_len, env.world_size)
+    accum = grad_accum_steps(cfg, seq_len, data_parallel_size(cfg.parallel, env))
     cfg.model.attention = resolve_backend(cfg.model.attention, device)
     if env.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,7 +235,7 @@ def train(cfg: Config, env: DistEnv) -> Path:
         began = time.perf_counter()
         micro_batches = [next(batches) for _ in range(accum)]
         lr = scheduler.get_last_lr()[0]
-        result = train_step(model, optimizer, scheduler, micro_batches, env, device, cfg)
+        result = train_step(model, optimizer, scheduler, micro_batches, env, device, cfg, sp)
         if step % cfg.log.every_steps == 0 or step == stop:
             record = log_record(step, result, time.perf_counter() - began, lr, model, env, device, cfg)
             log.write(record)
@@ -246,8 +279,9 @@ def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 SMOKE_BANNER = (
-    "SMOKE RUN: no CUDA device (or --smoke): a tiny random-init Llama trains for a few steps on the given "
-    "shards at the stage's sequence length. This checks the pipeline end to end; it is not stage-1 training."
+    "SMOKE RUN: no CUDA device (or --smoke): a tiny Llama (random-init, or the previous stage's smoke export) "
+    "trains for a few steps on the given shards at the stage's sequence length. This checks the pipeline end "
+    "to end; it is not real training."
 )
 
 

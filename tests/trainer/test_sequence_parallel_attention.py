@@ -96,3 +96,51 @@ def test_sp_rejects_sizes_that_do_not_divide():
         repeat_kv_for_sp(torch.zeros(1, 2, 3, 4), 4)
     with pytest.raises(ValueError, match="divisible"):
         local_slice(torch.zeros(1, 10), SPGroup(None, 0, 4))
+
+
+def _doc_attention_worker(rank, world, port, backend, results):
+    from trainer.attention import DocMask, doc_attention
+    from trainer.sequence_parallel import SPGroup, local_slice
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        sp = SPGroup(group=None, rank=rank, size=world)
+        q, k, v, w = (x.float() for x in _inputs(1, 2, 32, 4, 2, 8))  # (B, T, H|Hkv, D)
+        grads = backend != "flex"  # flex attention has no CPU backward
+        ql, kl, vl = (local_slice(x, sp).transpose(1, 2).clone().requires_grad_(grads) for x in (q, k, v))
+        mask = DocMask.from_cu_seqlens(torch.tensor(DOC_CU), torch.device("cpu"), backend, sp)
+        out, _ = doc_attention(None, ql, kl, vl, None, doc_mask=mask)  # (B, Tl, H, D)
+        if grads:
+            (out * local_slice(w, sp)).sum().backward()
+        results[rank] = (out.detach(), ql.grad, kl.grad)
+    finally:
+        dist.destroy_process_group()
+
+
+DOC_CU = [0, 7, 30, 32, 50, 64]  # over the flattened (2 x 32) batch; documents cross the 16-token cut
+
+
+@pytest.mark.parametrize("backend", ["sdpa_docs", "flex"])
+def test_doc_attention_with_sp_equals_without(backend):
+    """The trainer's attention entry point: with ``DocMask.sp`` set = the unsplit call (CPU backends;
+    gradients for ``sdpa_docs``, flex attention has no CPU backward)."""
+    from trainer.attention import DocMask, doc_attention
+
+    q, k, v, w = (x.float() for x in _inputs(1, 2, 32, 4, 2, 8))
+    grads = backend != "flex"  # flex attention has no CPU backward
+    qt, kt, vt = (x.transpose(1, 2).clone().requires_grad_(grads) for x in (q, k, v))  # (B, H|Hkv, T, D)
+    mask = DocMask.from_cu_seqlens(torch.tensor(DOC_CU), torch.device("cpu"), backend)
+    ref, _ = doc_attention(None, qt, kt, vt, None, doc_mask=mask)  # (B, T, H, D)
+    if grads:
+        (ref * w).sum().backward()
+
+    results = mp.Manager().dict()
+    mp.spawn(_doc_attention_worker, args=(2, _free_port(), backend, results), nprocs=2, join=True)
+    for rank in range(2):
+        out, gq, gk = results[rank]
+        sl = slice(rank * 16, (rank + 1) * 16)
+        torch.testing.assert_close(out, ref[:, sl].detach(), rtol=1e-5, atol=1e-6)
+        if grads:
+            torch.testing.assert_close(gq, qt.grad[:, :, sl], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(gk, kt.grad[:, :, sl], rtol=1e-5, atol=1e-6)
