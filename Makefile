@@ -23,6 +23,9 @@ SFT_OUT ?= runs/sft
 STAGE2_INIT ?= $(STAGE1_OUT)/hf
 SFT_INIT ?= $(STAGE2_OUT)/hf
 TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BIN)/python) -m trainer.train
+# stage 2 splits each sequence over an SP group: 8 GPUs per group on GPUs (NPROC a multiple of 8,
+# or add --parallel.sp=N), 2 gloo processes on a CPU
+TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
 .PHONY: venv test test-slow test-all shards shards-512k shards-sft train-64k train-512k sft bench lint clean
 

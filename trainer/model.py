@@ -126,5 +126,9 @@ def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) 
     config.dtype = dtype
     config.save_pretrained(out)
     if tokenizer is not None:
+        if not getattr(tokenizer, "chat_template", None):  # SFT models need one to be used
+            from prolong_data.chat import LLAMA3_TEMPLATE
+
+            tokenizer.chat_template = LLAMA3_TEMPLATE
         tokenizer.save_pretrained(out)
     return out

@@ -208,7 +208,22 @@ def export(cfg: Config, model, out: Path, env: DistEnv) -> Path | None:
     state = full_model_state(model)
     if not env.is_main:
         return None
-    return export_hf(state, model.lm.config, load_tokenizer(cfg.model), out / "hf")
+    path = export_hf(state, model.lm.config, load_tokenizer(cfg.model), out / "hf")
+    if cfg.smoke:
+        check_export_loads(path, state)
+    return path
+
+
+def check_export_loads(path: Path, state: dict) -> None:
+    """Loads the export with plain transformers and checks its weights are the trained ones."""
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).state_dict()
+    trained = {key.removeprefix("lm."): value for key, value in state.items()}
+    for key, value in loaded.items():
+        if not torch.equal(value, trained[key].to(value.dtype)):
+            raise AssertionError(f"the HF export in {path} differs from the trained model at {key}")
+    print(f"HF export {path} loads with AutoModelForCausalLM and holds the trained weights", flush=True)
 
 
 def train(cfg: Config, env: DistEnv) -> Path:

@@ -71,3 +71,24 @@ def test_sft_config_carries_the_prolong_sft_values():
     assert cfg.model.path == "runs/stage2-512k/hf" and cfg.model.rope_theta is None  # inherited
     smoke = load_config("trainer/configs/sft.yaml", ["--model.path=elsewhere"], smoke=True)
     assert smoke.data.mixture == "data/shards/sft-demo/mixture.json" and smoke.model.path == "elsewhere"
+
+
+def test_export_adds_the_llama3_chat_template_and_loads_back(tmp_path, tokenizer_json):
+    import pytest
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from prolong_data.chat import LLAMA3_TEMPLATE
+    from trainer.model import export_hf
+    from trainer.train import check_export_loads
+
+    tiny = TinyConfig(hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=32)
+    lm = load_lm(ModelConfig(tiny=True, attention="sdpa_docs"), tiny, 64)
+    plain = PreTrainedTokenizerFast(tokenizer_file=tokenizer_json, bos_token="<|begin_of_text|>")
+    assert not plain.chat_template
+    state = {f"lm.{k}": v for k, v in lm.state_dict().items()}
+    out = export_hf(state, lm.config, plain, tmp_path / "hf")
+    assert AutoTokenizer.from_pretrained(out).chat_template == LLAMA3_TEMPLATE
+    check_export_loads(out, state)
+    state["lm.lm_head.weight"] = state["lm.lm_head.weight"] + 1
+    with pytest.raises(AssertionError, match="differs from the trained model"):
+        check_export_loads(out, state)
