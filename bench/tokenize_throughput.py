@@ -37,7 +37,9 @@ def read_texts(corpus: Path, kind: str) -> list[str]:
     return texts
 
 
-def prepare_input(corpus: Path, kind: str, min_tokens: int, files: int, work: Path, tokens_per_copy: int) -> Path:
+def prepare_input(
+    corpus: Path, kind: str, min_tokens: int, files: int, work: Path, tokens_per_copy: int
+) -> Path:
     """jsonl files holding the texts repeated until at least `min_tokens` tokens, in `files` files."""
     folder = work / f"input-{kind}"
     if folder.exists():
@@ -91,7 +93,9 @@ def run_ours(src: Path, out: Path, tokenizer: str, tasks: int, workers: int) -> 
         MDSShardWriter(str(out / "shards"), "bench", SEQ_LEN),
         RecordPeakMemory(out / "rss"),
     ]
-    LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(out / "logs")).run()
+    LocalPipelineExecutor(
+        pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(out / "logs")
+    ).run()
 
 
 def run_datatrove(src: Path, out: Path, tokenizer: str, tasks: int, workers: int) -> None:
@@ -102,11 +106,16 @@ def run_datatrove(src: Path, out: Path, tokenizer: str, tasks: int, workers: int
     pipeline = [
         JsonlReader(str(src)),
         DocumentTokenizer(
-            output_folder=str(out / "tokens"), tokenizer_name_or_path=tokenizer, eos_token="<|end_of_text|>", shuffle_documents=False
+            output_folder=str(out / "tokens"),
+            tokenizer_name_or_path=tokenizer,
+            eos_token="<|end_of_text|>",
+            shuffle_documents=False,
         ),
         RecordPeakMemory(out / "rss"),
     ]
-    LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(out / "logs")).run()
+    LocalPipelineExecutor(
+        pipeline=pipeline, tasks=tasks, workers=workers, logging_dir=str(out / "logs")
+    ).run()
 
 
 def child(args: argparse.Namespace) -> None:
@@ -210,7 +219,9 @@ def table(rows: list[dict], args) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
     parser.add_argument("--tokenizer", default=None, help="default: the corpus's llama3 tokenizer.json")
     parser.add_argument("--min-tokens", type=int, default=20_000_000)

@@ -44,12 +44,16 @@ def check_attention(device) -> list[str]:
     k = torch.randn(1, 2, 8192, 128, device=device)  # (B, Hkv, T, D)
     v = torch.randn(1, 2, 8192, 128, device=device)
     cu = torch.tensor([0, 1000, 1001, 5000, 8192])
-    reference, _ = doc_attention(None, q, k, v, None, doc_mask=DocMask.from_cu_seqlens(cu, device, "sdpa_docs"))
+    reference, _ = doc_attention(
+        None, q, k, v, None, doc_mask=DocMask.from_cu_seqlens(cu, device, "sdpa_docs")
+    )
     lines = []
     for backend in available_backends(device):
         try:
             qb, kb, vb = (t.bfloat16() for t in (q, k, v))
-            out, _ = doc_attention(None, qb, kb, vb, None, doc_mask=DocMask.from_cu_seqlens(cu, device, backend))
+            out, _ = doc_attention(
+                None, qb, kb, vb, None, doc_mask=DocMask.from_cu_seqlens(cu, device, backend)
+            )
             lines.append(f"| {backend} | bf16 | {(out.float() - reference).abs().max().item():.2e} |")
         except Exception as error:  # report and go on: this is a diagnostic script
             lines.append(f"| {backend} | bf16 | failed: {type(error).__name__}: {str(error)[:80]} |")
@@ -98,7 +102,9 @@ def plain_hf(device, steps=4) -> dict:
     from trainer.model import tiny_llama_config
 
     config = tiny_llama_config(ONE_B, SEQ, 8e6)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.bfloat16).to(device)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", dtype=torch.bfloat16).to(
+        device
+    )
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.config.use_cache = False
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
@@ -124,8 +130,14 @@ def main() -> None:
     dist.init_process_group("nccl")
     device = torch.device("cuda", 0)
     torch.cuda.set_device(device)
-    lines = ["## Attention backends vs the fp32 per-document reference", "", "| backend | dtype | max abs diff |",
-             "|---|---|---:|", *check_attention(device), ""]
+    lines = [
+        "## Attention backends vs the fp32 per-document reference",
+        "",
+        "| backend | dtype | max abs diff |",
+        "|---|---|---:|",
+        *check_attention(device),
+        "",
+    ]
     mine = ours(device)
     print(json.dumps({"ours": mine}), flush=True)
     torch.cuda.empty_cache()

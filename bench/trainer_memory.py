@@ -99,7 +99,9 @@ def main() -> None:
         print(json.dumps(one_step(args.one[0], int(args.one[1]))))
         return
     rows = [
-        (kind, int(n), measure(kind, int(n))) for n in args.seq_lens.split(",") for kind in ("chunked", "plain")
+        (kind, int(n), measure(kind, int(n)))
+        for n in args.seq_lens.split(",")
+        for kind in ("chunked", "plain")
     ]
     text = (
         "# Trainer memory: one training step of the tiny Llama (vocabulary 128,256), CPU, fp32\n\n"

@@ -27,6 +27,7 @@ from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
 from pipelines.recipe import DomainConfig, Recipe, SourceConfig, recipe_to_yaml
+from prolong_data.chat import TokenizeChats
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -35,7 +36,6 @@ from prolong_data.filters import (
     ValidUtf8Filter,
     quality_filters,
 )
-from prolong_data.chat import TokenizeChats
 from prolong_data.mds import MDSShardWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.sources import (
@@ -140,7 +140,12 @@ def source_reader(source: SourceConfig, bad_input_file: str, utf8: str) -> Pipel
         return hub_reader(source.dataset, split=source.split, config=source.config, text_key=source.text_key)
     if source.kind == "chat":
         return ChatRowsReader(
-            source.paths, chat_format=source.chat_format, text_key=source.text_key, id_key=source.id_key, utf8=utf8, **common
+            source.paths,
+            chat_format=source.chat_format,
+            text_key=source.text_key,
+            id_key=source.id_key,
+            utf8=utf8,
+            **common,
         )
     raise BuildError(f"source kind {source.kind!r} has no reader")
 
@@ -169,7 +174,9 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
         build_steps.append(ExactDedupFilter())
     is_chat = any(s.kind == "chat" for s in domain.sources)
     if is_chat and domain.pack.mode != "best_fit":
-        raise ValueError(f"domain {domain.name}: chat sources need `pack: {{mode: best_fit}}` (whole conversations)")
+        raise ValueError(
+            f"domain {domain.name}: chat sources need `pack: {{mode: best_fit}}` (whole conversations)"
+        )
     build_steps.append(TokenizeChats(recipe.tokenizer) if is_chat else TokenizeDocuments(recipe.tokenizer))
     pack = domain.pack
     min_tokens = pack.min_tokens

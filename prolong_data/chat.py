@@ -209,4 +209,6 @@ class TokenizeChats(_datatrove_step_base()):
             self.stat_update("conversations")
             self.stat_update("tokens", value=len(ids))
             self.stat_update("trained_tokens", value=int(mask.sum()))
-            yield TokenizedDocument(id=doc.id, tokens=ids, source=str(doc.metadata.get("source", "")), mask=mask)
+            yield TokenizedDocument(
+                id=doc.id, tokens=ids, source=str(doc.metadata.get("source", "")), mask=mask
+            )

@@ -17,7 +17,12 @@ import numpy as np
 
 from prolong_data.mds import read_manifest
 
-REQUIRED_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
+REQUIRED_COLUMNS = {
+    "input_ids": "ndarray:uint32",
+    "indices": "ndarray:uint32",
+    "domain": "str",
+    "length": "int",
+}
 HISTOGRAM_EDGES = [0, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1 << 40]
 
 
@@ -30,7 +35,9 @@ def domain_folders(root: str | Path) -> list[Path]:
         return [root]
     found = sorted(p for p in root.iterdir() if (p / "index.json").is_file())
     if not found:
-        raise FileNotFoundError(f"{root} has no index.json and no domain folders with one: is it a shard folder?")
+        raise FileNotFoundError(
+            f"{root} has no index.json and no domain folders with one: is it a shard folder?"
+        )
     return found
 
 
@@ -111,7 +118,9 @@ def check_sample(row: dict, seq_len: int | None) -> int:
         raise ShardError("a span is empty or reversed")
     if np.any(starts[1:] != ends[:-1]):
         gap = int(np.argmax(starts[1:] != ends[:-1]))
-        raise ShardError(f"spans {gap} and {gap + 1} are not contiguous: {spans[gap].tolist()} {spans[gap + 1].tolist()}")
+        raise ShardError(
+            f"spans {gap} and {gap + 1} are not contiguous: {spans[gap].tolist()} {spans[gap + 1].tolist()}"
+        )
     if "mask" in row and row["mask"] is not None:
         mask = row["mask"]
         if mask.dtype != np.uint8 or len(mask) != n:

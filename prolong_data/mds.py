@@ -25,7 +25,12 @@ from datatrove.pipeline.base import PipelineStep
 from prolong_data.mds_format import NativeMDSWriter, merge_indexes
 from prolong_data.packing.sequence import PackedSequence
 
-PRETRAIN_COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
+PRETRAIN_COLUMNS = {
+    "input_ids": "ndarray:uint32",
+    "indices": "ndarray:uint32",
+    "domain": "str",
+    "length": "int",
+}
 SFT_COLUMNS = {**PRETRAIN_COLUMNS, "mask": "ndarray:uint8"}
 MANIFEST = "manifest.json"
 RANK_PREFIX = "rank-"
@@ -88,7 +93,9 @@ class MDSShardWriter(PipelineStep):
         if self.backend == "streaming":
             from streaming import MDSWriter
 
-            return MDSWriter(out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit)
+            return MDSWriter(
+                out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit
+            )
         return NativeMDSWriter(out, self.columns, compression=self.compression, size_limit=self.size_limit)
 
     def run(self, data: Iterator[PackedSequence], rank: int = 0, world_size: int = 1):

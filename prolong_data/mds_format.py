@@ -64,11 +64,19 @@ class NativeMDSWriter:
 
     format = "mds"
 
-    def __init__(self, out: str | Path, columns: dict[str, str], compression: str | None = None, size_limit: int = DEFAULT_SIZE_LIMIT):
+    def __init__(
+        self,
+        out: str | Path,
+        columns: dict[str, str],
+        compression: str | None = None,
+        size_limit: int = DEFAULT_SIZE_LIMIT,
+    ):
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         for encoding in columns.values():
-            if not (encoding.startswith("ndarray:") and encoding.split(":")[1] in VALUE_DTYPES) and encoding not in ("str", "int"):
+            if not (
+                encoding.startswith("ndarray:") and encoding.split(":")[1] in VALUE_DTYPES
+            ) and encoding not in ("str", "int"):
                 raise ValueError(f"encoding {encoding!r} is not supported by the native writer")
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,9 @@ class Mixture:
         total = sum(s.proportion for s in self.streams)
         if abs(total - 1) > PROPORTION_TOLERANCE:
             shares = ", ".join(f"{s.domain}={s.proportion}" for s in self.streams)
-            raise ValueError(f"stream proportions sum to {total:.6f}, not 1 ({shares}); fix them or normalize")
+            raise ValueError(
+                f"stream proportions sum to {total:.6f}, not 1 ({shares}); fix them or normalize"
+            )
         names = [s.domain for s in self.streams]
         if len(set(names)) != len(names):
             raise ValueError(f"a domain appears twice in the mixture: {names}")
@@ -92,7 +94,9 @@ def read_mixture(path: str | Path) -> tuple[Mixture, Path]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the shards first (e.g. `make shards`)")
     data = json.loads(path.read_text())
-    streams = [MixtureStream(**{k: s[k] for k in ("domain", "path", "proportion")}) for s in data.get("streams", [])]
+    streams = [
+        MixtureStream(**{k: s[k] for k in ("domain", "path", "proportion")}) for s in data.get("streams", [])
+    ]
     extra = {k: v for k, v in data.items() if k not in ("seq_len", "streams")}
     return Mixture(seq_len=int(data["seq_len"]), streams=streams, extra=extra), path.parent
 

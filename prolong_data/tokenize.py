@@ -103,7 +103,9 @@ class LoadedTokenizer:
 
     def encode_reference(self, text: str) -> np.ndarray:
         """Whole-document HF encoding, special-token look-alikes as plain text: the ground truth."""
-        return np.asarray(_plain_text_encoder(self.hf).encode(text, add_special_tokens=False).ids, TOKEN_DTYPE)
+        return np.asarray(
+            _plain_text_encoder(self.hf).encode(text, add_special_tokens=False).ids, TOKEN_DTYPE
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode([int(i) for i in ids], skip_special_tokens=False)
@@ -168,7 +170,9 @@ def _load_folder(path: Path):
     try:
         return AutoTokenizer.from_pretrained(str(path)).backend_tokenizer
     except Exception as err:  # transformers raises many kinds here
-        raise TokenizerError(f"folder {path} holds no loadable tokenizer ({err}); it needs tokenizer.json") from err
+        raise TokenizerError(
+            f"folder {path} holds no loadable tokenizer ({err}); it needs tokenizer.json"
+        ) from err
 
 
 def _load_from_hub(repo_id: str):
@@ -192,7 +196,9 @@ def _read_tokenizer_config(spec: Path) -> dict:
     return {k: (v["content"] if isinstance(v, dict) else v) for k, v in data.items() if k.endswith("_token")}
 
 
-def _special_id(hf, override: str | None, configured: str | None, candidates: Iterable[str], role: str) -> int:
+def _special_id(
+    hf, override: str | None, configured: str | None, candidates: Iterable[str], role: str
+) -> int:
     """Id of the document boundary token: the override, else the configured, else a known name."""
     for token in (override, configured, *candidates):
         if token is not None and hf.token_to_id(token) is not None:
@@ -204,7 +210,9 @@ def llama3_tiktoken_file() -> Path:
     """Meta's official Llama-3 `tokenizer.model`, from the installed `llama-models` package."""
     spec = importlib.util.find_spec("llama_models")
     if spec is None or not spec.submodule_search_locations:
-        raise TokenizerError("the `llama3` tokenizer needs the PyPI package llama-models: pip install llama-models")
+        raise TokenizerError(
+            "the `llama3` tokenizer needs the PyPI package llama-models: pip install llama-models"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "llama3" / "tokenizer.model"
     if not path.is_file():
         raise TokenizerError(f"llama-models is installed but has no {path}; reinstall llama-models==0.3.0")
@@ -377,7 +385,9 @@ def _build_tiktoken_encoding(tok: LoadedTokenizer):
         if parsed is None:
             return None
         ranks, pattern = parsed
-    return tiktoken.Encoding(name=f"prolong-{tok.vocab_hash[:12]}", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+    return tiktoken.Encoding(
+        name=f"prolong-{tok.vocab_hash[:12]}", pat_str=pattern, mergeable_ranks=ranks, special_tokens={}
+    )
 
 
 def _byte_level_bpe_parts(spec: dict):
@@ -439,7 +449,9 @@ def engine_matches_reference(engine: Engine, tok: LoadedTokenizer, sample: Seque
     return all(np.array_equal(g, tok.encode_reference(t)) for g, t in zip(got, sample))
 
 
-def choose_engine(tok: LoadedTokenizer, sample: Sequence[str], preferred: str = "auto", threads: int = 1) -> Engine:
+def choose_engine(
+    tok: LoadedTokenizer, sample: Sequence[str], preferred: str = "auto", threads: int = 1
+) -> Engine:
     """The fastest engine that reproduces whole-document HF ids on `sample`.
 
     `preferred="auto"` tries tiktoken, then HF on split pieces, then HF whole; naming an engine

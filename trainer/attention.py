@@ -222,7 +222,11 @@ def _sequence_parallel(query, key, value, doc_mask: DocMask, scale: float) -> to
     def attend(q, k, v):  # q (B, T, H/P, D), k/v (B, T, Hkv', D): whole sequences, this rank's heads
         b, t, h, d = q.shape
         out = kernel(
-            q.reshape(b * t, h, d), k.reshape(b * t, k.shape[2], d), v.reshape(b * t, v.shape[2], d), doc_mask, scale
+            q.reshape(b * t, h, d),
+            k.reshape(b * t, k.shape[2], d),
+            v.reshape(b * t, v.shape[2], d),
+            doc_mask,
+            scale,
         )  # (N, H/P, D) over the global cu_seqlens
         return out.reshape(b, t, h, d)
 

@@ -82,7 +82,9 @@ def load_optimizer_state(path, model, optimizer) -> None:
             f"{path} is not a complete checkpoint (no .metadata); point checkpoint.init_optimizer_from "
             "at a folder like runs/stage1-64k/checkpoints/step-00005000"
         )
-    hyper = [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+    hyper = [
+        {key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups
+    ]
     _, optim_state = get_state_dict(model, optimizer)  # creates the state tensors DCP fills in place
     state = {"optim": optim_state}
     dcp.load(state, checkpoint_id=path, no_dist=not dist.is_initialized())

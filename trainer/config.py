@@ -33,7 +33,9 @@ class ModelConfig:
 
     def __post_init__(self):
         if not self.tiny and not self.path:
-            raise ValueError("model.path is empty; pass --model.path=<HF folder or hub id> or --model.tiny=true")
+            raise ValueError(
+                "model.path is empty; pass --model.path=<HF folder or hub id> or --model.tiny=true"
+            )
         if self.rope_theta is not None and self.rope_theta <= 0:
             raise ValueError(f"model.rope_theta must be positive, got {self.rope_theta}")
         if self.loss_chunk_size < 1:
@@ -135,7 +137,9 @@ class ParallelConfig:
 
     def __post_init__(self):
         if self.mixed_precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"parallel.mixed_precision must be auto, bf16 or fp32, got {self.mixed_precision!r}")
+            raise ValueError(
+                f"parallel.mixed_precision must be auto, bf16 or fp32, got {self.mixed_precision!r}"
+            )
         if self.sp < 1:
             raise ValueError(f"parallel.sp must be >= 1 (1 = no sequence parallelism), got {self.sp}")
 

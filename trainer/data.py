@@ -35,7 +35,8 @@ def load_mixture(path: str | Path) -> tuple[list[tuple[str, str, float]], int]:
         raise ValueError(f"mixture file {path} does not exist; build the shards first (`make shards`)")
     spec = json.loads(path.read_text())
     streams = [
-        (s["domain"], str((path.parent / s["path"]).resolve()), float(s["proportion"])) for s in spec["streams"]
+        (s["domain"], str((path.parent / s["path"]).resolve()), float(s["proportion"]))
+        for s in spec["streams"]
     ]
     return streams, int(spec["seq_len"])
 
@@ -43,7 +44,9 @@ def load_mixture(path: str | Path) -> tuple[list[tuple[str, str, float]], int]:
 def check_spans(indices: np.ndarray, seq_len: int) -> None:
     """Raises ValueError unless ``indices`` (n, 2) are contiguous non-empty spans covering [0, seq_len)."""
     if indices.ndim != 2 or indices.shape[1] != 2 or len(indices) == 0:
-        raise ValueError(f"indices must have shape (n, 2) with n >= 1, got {indices.shape}; rebuild the shards")
+        raise ValueError(
+            f"indices must have shape (n, 2) with n >= 1, got {indices.shape}; rebuild the shards"
+        )
     starts, ends = indices[:, 0].astype(np.int64), indices[:, 1].astype(np.int64)
     contiguous = starts[0] == 0 and ends[-1] == seq_len and np.array_equal(starts[1:], ends[:-1])
     if not contiguous or np.any(ends <= starts):
@@ -76,7 +79,9 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
     for row, sample in enumerate(samples):
         ids, spans = np.asarray(sample["input_ids"]), np.asarray(sample["indices"]).reshape(-1, 2)
         if len(ids) != seq_len:
-            raise ValueError(f"samples of one batch differ in length ({len(ids)} vs {seq_len}); check the mixture")
+            raise ValueError(
+                f"samples of one batch differ in length ({len(ids)} vs {seq_len}); check the mixture"
+            )
         check_spans(spans, seq_len)
         rows["input_ids"].append(ids.astype(np.int64))
         rows["position_ids"].append(position_ids_from_spans(spans, seq_len))
@@ -122,4 +127,6 @@ def endless(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, torch.Ten
             produced += 1
             yield batch
         if produced == 0:
-            raise ValueError("the data loader yields no batch; the shards hold fewer samples than a micro-batch")
+            raise ValueError(
+                "the data loader yields no batch; the shards hold fewer samples than a micro-batch"
+            )

@@ -84,7 +84,9 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder layers of a ``CausalLMWithLoss`` (HF models keep them at ``get_decoder().layers``)."""
     layers = getattr(model.lm.get_decoder(), "layers", None)
     if not isinstance(layers, nn.ModuleList):
-        raise ValueError("the model's decoder has no `layers` ModuleList; only Llama-style HF decoders are supported")
+        raise ValueError(
+            "the model's decoder has no `layers` ModuleList; only Llama-style HF decoders are supported"
+        )
     return layers
 
 
@@ -125,7 +127,9 @@ def parallelize(model: nn.Module, parallel: ParallelConfig, env: DistEnv, device
         apply_fsdp(model, dtype)
         return model.to(device)
     if env.distributed:
-        raise ValueError("several ranks need parallel.fsdp=true (this trainer has no plain data-parallel mode)")
+        raise ValueError(
+            "several ranks need parallel.fsdp=true (this trainer has no plain data-parallel mode)"
+        )
     if dtype != torch.float32:
         raise ValueError(
             "bf16 compute needs FSDP mixed precision; launch with torchrun or set parallel.mixed_precision=fp32"

@@ -98,10 +98,14 @@ def repeat_kv_for_sp(k: torch.Tensor, sp_size: int) -> torch.Tensor:
     hkv = k.shape[2]
     if hkv >= sp_size:
         if hkv % sp_size:
-            raise ValueError(f"{hkv} KV heads cannot be split over {sp_size} ranks; choose an SP size that divides it")
+            raise ValueError(
+                f"{hkv} KV heads cannot be split over {sp_size} ranks; choose an SP size that divides it"
+            )
         return k
     if sp_size % hkv:
-        raise ValueError(f"{hkv} KV heads cannot be repeated to {sp_size}; choose an SP size that is a multiple of it")
+        raise ValueError(
+            f"{hkv} KV heads cannot be repeated to {sp_size}; choose an SP size that is a multiple of it"
+        )
     return k.repeat_interleave(sp_size // hkv, dim=2)
 
 
@@ -140,5 +144,7 @@ def shard_batch(batch: dict[str, torch.Tensor], sp: SPGroup | None) -> dict[str,
     """
     if sp is None:
         return batch
-    local = {key: local_slice(batch[key], sp) for key in ("input_ids", "position_ids", "labels")}  # each (B, T/P)
+    local = {
+        key: local_slice(batch[key], sp) for key in ("input_ids", "position_ids", "labels")
+    }  # each (B, T/P)
     return {**batch, **local}

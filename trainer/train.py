@@ -88,7 +88,9 @@ def forward_backward(
         [
             sum(int((mb["labels"] != IGNORE_INDEX).sum()) for mb in micro_batches),
             sum(mb["input_ids"].numel() for mb in micro_batches),
-            sum(int((mb["cu_seqlens"].diff().long() ** 2).sum()) for mb in micro_batches) if owns_spans else 0,
+            sum(int((mb["cu_seqlens"].diff().long() ** 2).sum()) for mb in micro_batches)
+            if owns_spans
+            else 0,
         ],
         dtype=torch.float64,
         device=device,
@@ -153,7 +155,9 @@ def build(cfg: Config, env: DistEnv, device: torch.device):
         cfg.data.mixture, cfg.data.micro_batch_size, cfg.train.seed, cfg.data.num_workers, cfg.parallel.sp
     )
     if seq_len != cfg.data.seq_len:
-        raise ValueError(f"the mixture has seq_len {seq_len} but data.seq_len is {cfg.data.seq_len}; make them agree")
+        raise ValueError(
+            f"the mixture has seq_len {seq_len} but data.seq_len is {cfg.data.seq_len}; make them agree"
+        )
     if seq_len % cfg.parallel.sp:
         raise ValueError(f"seq_len {seq_len} does not split evenly over parallel.sp={cfg.parallel.sp} ranks")
     lm = load_lm(cfg.model, cfg.tiny, seq_len)
@@ -254,7 +258,9 @@ def train(cfg: Config, env: DistEnv) -> Path:
         if step % cfg.log.every_steps == 0 or step == stop:
             record = log_record(step, result, time.perf_counter() - began, lr, model, env, device, cfg)
             log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}")
+            bar.set_postfix(
+                loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
+            )
         bar.update(1)
         if step % cfg.checkpoint.every_steps == 0 or step == stop:
             save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, loader)

@@ -35,7 +35,9 @@ class _PackStep(PipelineStep):
         if self.report_folder:
             folder = Path(self.report_folder)
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"packing.{rank:05d}.json").write_text(json.dumps(stats.as_dict(), sort_keys=True) + "\n")
+            (folder / f"packing.{rank:05d}.json").write_text(
+                json.dumps(stats.as_dict(), sort_keys=True) + "\n"
+            )
 
 
 class PackConcat(_PackStep):

@@ -21,12 +21,16 @@ REPO = Path(__file__).resolve().parents[2]
 def test_sft_demo_builds_verifies_and_masks_the_assistant_turns(tmp_path, corpus, llama3_tok):
     out = tmp_path / "sft-demo"
     cmd = [sys.executable, "-m", "pipelines.cli", "shards", "--recipe", "sft-demo", "--out", str(out)]
-    done = subprocess.run([*cmd, "--corpus", str(corpus)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [*cmd, "--corpus", str(corpus)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert verify(out).samples == 7  # 445,441 tokens of 2,250 chats in 65,536-token sequences
 
     rows = [json.loads(line)["messages"] for line in (corpus / "sft" / "chat.jsonl").open(encoding="utf-8")]
-    want = sorted("".join(m["content"].strip() + "<|eot_id|>" for m in r if m["role"] == "assistant") for r in rows)
+    want = sorted(
+        "".join(m["content"].strip() + "<|eot_id|>" for m in r if m["role"] == "assistant") for r in rows
+    )
     got = []
     for _, _, row in iter_samples(out / "ultrachat"):
         assert row["mask"].dtype == np.uint8 and row["domain"] == "ultrachat"

@@ -32,7 +32,9 @@ def encoder(tokenizer_json, llama3_tok):
 def test_ids_equal_hf_apply_chat_template(chats, encoder, tokenizer_json):
     from transformers import PreTrainedTokenizerFast
 
-    hf = PreTrainedTokenizerFast(tokenizer_file=tokenizer_json, chat_template=encoder.template.source, bos_token="<|begin_of_text|>")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_file=tokenizer_json, chat_template=encoder.template.source, bos_token="<|begin_of_text|>"
+    )
     for messages in chats:
         ids, mask = encoder.encode(messages)
         ref = hf.apply_chat_template(messages, tokenize=True)
@@ -93,7 +95,10 @@ def test_tulu_text_chats_parse():
 
 
 def test_bad_chat_rows_are_counted_with_file_and_line(tmp_path):
-    good = {"prompt_id": "p1", "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    good = {
+        "prompt_id": "p1",
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+    }
     lines = [
         json.dumps(good),
         json.dumps({"messages": []}),
@@ -143,7 +148,9 @@ def test_packed_sft_shards_mask_back_to_the_assistant_messages(tmp_path, corpus,
 
     with open(corpus / "sft" / "chat.jsonl", encoding="utf-8") as f:
         rows = [json.loads(line)["messages"] for line in islice(f, 300)]
-    expected = sorted("".join(m["content"].strip() + "<|eot_id|>" for m in r if m["role"] == "assistant") for r in rows)
+    expected = sorted(
+        "".join(m["content"].strip() + "<|eot_id|>" for m in r if m["role"] == "assistant") for r in rows
+    )
     got, padded = [], 0
     for _, _, row in iter_samples(out):
         ids, mask = row["input_ids"], row["mask"]

@@ -50,9 +50,24 @@ def test_verify_accepts_good_shards_and_counts(tmp_path, capsys):
             {**PRETRAIN_COLUMNS, "input_ids": "ndarray:int64"},
             "column 'input_ids' is 'ndarray:int64'",
         ),
-        ("gap in spans", [good_row(), good_row(spans=((0, 10), (12, 64)))], PRETRAIN_COLUMNS, "sample 1: spans 0 and 1 are not contiguous"),
-        ("short sequence", [good_row(), good_row(), {**good_row(40, ((0, 40),))}], PRETRAIN_COLUMNS, "sample 2: sequence has 40 tokens"),
-        ("spans short of the end", [good_row(spans=((0, 10), (10, 60)))], PRETRAIN_COLUMNS, "sample 0: spans cover \\[0, 60\\)"),
+        (
+            "gap in spans",
+            [good_row(), good_row(spans=((0, 10), (12, 64)))],
+            PRETRAIN_COLUMNS,
+            "sample 1: spans 0 and 1 are not contiguous",
+        ),
+        (
+            "short sequence",
+            [good_row(), good_row(), {**good_row(40, ((0, 40),))}],
+            PRETRAIN_COLUMNS,
+            "sample 2: sequence has 40 tokens",
+        ),
+        (
+            "spans short of the end",
+            [good_row(spans=((0, 10), (10, 60)))],
+            PRETRAIN_COLUMNS,
+            "sample 0: spans cover \\[0, 60\\)",
+        ),
         ("length column lies", [{**good_row(), "length": 63}], PRETRAIN_COLUMNS, "length column says 63"),
     ],
 )
@@ -87,7 +102,10 @@ def test_inspect_prints_table_histogram_png_and_decoded_sample(tmp_path, capsys,
     summary = summarize(tmp_path / "book-64")
     assert (summary.sequences, summary.tokens, summary.spans) == (2, 128, 4)
     png = tmp_path / "h.png"
-    assert main(["inspect", str(tmp_path), "--sample", "0", "--tokenizer", tokenizer_json, "--png", str(png)]) == 0
+    assert (
+        main(["inspect", str(tmp_path), "--sample", "0", "--tokenizer", tokenizer_json, "--png", str(png)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "book-64" in out and "span lengths" in out
     assert "It was the best of times" in out

@@ -30,7 +30,9 @@ def build_domain(src, out, steps_after_tokenize, tokenizer, tasks, domain="book"
 
 
 @pytest.mark.parametrize("compression", [None, "zstd"])
-def test_books_round_trip_through_streaming_dataset(tmp_path, book_texts, llama3_tok, tokenizer_json, compression):
+def test_books_round_trip_through_streaming_dataset(
+    tmp_path, book_texts, llama3_tok, tokenizer_json, compression
+):
     from streaming import StreamingDataset
 
     names = sorted(book_texts)[:4]
@@ -42,7 +44,10 @@ def test_books_round_trip_through_streaming_dataset(tmp_path, book_texts, llama3
     manifest = build_domain(
         src,
         tmp_path / "out",
-        [PackConcat(SEQ_LEN, report_folder=str(dom)), MDSShardWriter(str(dom), "book", SEQ_LEN, compression=compression)],
+        [
+            PackConcat(SEQ_LEN, report_folder=str(dom)),
+            MDSShardWriter(str(dom), "book", SEQ_LEN, compression=compression),
+        ],
         tokenizer_json,
         tasks=2,
     )
@@ -78,7 +83,10 @@ def test_length_binned_domain_one_chunk_per_sequence(tmp_path, book_texts, llama
     build_domain(
         src,
         tmp_path / "out",
-        [PackLengthBinned(32768, 32768, report_folder=str(dom)), MDSShardWriter(str(dom), "book-32768", 32768)],
+        [
+            PackLengthBinned(32768, 32768, report_folder=str(dom)),
+            MDSShardWriter(str(dom), "book-32768", 32768),
+        ],
         tokenizer_json,
         tasks=1,
         domain="book-32768",

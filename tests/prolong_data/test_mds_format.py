@@ -35,7 +35,9 @@ def test_native_writer_bytes_equal_streaming_mdswriter(tmp_path, compression, wi
     columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
     data = rows(12, seq_len, with_mask)
     size_limit = 3 * (seq_len * 5 + 200)  # several shards
-    with MDSWriter(out=str(tmp_path / "theirs"), columns=columns, compression=compression, size_limit=size_limit) as w:
+    with MDSWriter(
+        out=str(tmp_path / "theirs"), columns=columns, compression=compression, size_limit=size_limit
+    ) as w:
         for row in data:
             w.write(row)
     with NativeMDSWriter(tmp_path / "ours", columns, compression=compression, size_limit=size_limit) as w:
@@ -78,10 +80,14 @@ def test_native_index_merge_equals_streaming_merge_index(tmp_path):
 
     for name, compression in (("rank-00000", None), ("rank-00001", "zstd"), ("rank-00002", None)):
         for root in ("ours", "theirs"):
-            with NativeMDSWriter(tmp_path / root / name, PRETRAIN_COLUMNS, compression=compression, size_limit=4000) as w:
+            with NativeMDSWriter(
+                tmp_path / root / name, PRETRAIN_COLUMNS, compression=compression, size_limit=4000
+            ) as w:
                 for row in rows(4, 300, False, seed=len(name)):
                     w.write(row)
     parts = sorted((tmp_path / "theirs").glob("rank-*/index.json"))
     merge_index([str(p) for p in parts], str(tmp_path / "theirs"))
     merge_indexes(sorted((tmp_path / "ours").glob("rank-*/index.json")), tmp_path / "ours")
-    assert (tmp_path / "ours" / "index.json").read_bytes() == (tmp_path / "theirs" / "index.json").read_bytes()
+    assert (tmp_path / "ours" / "index.json").read_bytes() == (
+        tmp_path / "theirs" / "index.json"
+    ).read_bytes()

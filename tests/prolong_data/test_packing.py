@@ -70,7 +70,9 @@ def test_length_binning_cuts_exact_chunks_and_counts_the_rest(lengths, bins, tai
         pos = 0
         for i, (length, chunk) in enumerate(chunks):
             assert len(chunk) == length
-            assert np.array_equal(chunk, doc[pos : pos + length]), "chunks must be consecutive from the doc start"
+            assert np.array_equal(chunk, doc[pos : pos + length]), (
+                "chunks must be consecutive from the doc start"
+            )
             pos += length
             if i:
                 assert length <= chunks[i - 1][0], "longest bin first"
@@ -113,7 +115,9 @@ def test_chunk_packer_rejects_wrong_lengths():
     too_long=st.sampled_from(["truncate", "drop"]),
     buffer_size=st.integers(1, 50),
 )
-def test_best_fit_decreasing_keeps_units_whole_and_pads_with_mask_zero(lengths, seq_len, too_long, buffer_size):
+def test_best_fit_decreasing_keeps_units_whole_and_pads_with_mask_zero(
+    lengths, seq_len, too_long, buffer_size
+):
     docs = _docs(lengths)
     masks = [(d % 2).astype(np.uint8) for d in docs]
     packer = BFDPacker(seq_len, pad_id=999_999, buffer_size=buffer_size, too_long=too_long)

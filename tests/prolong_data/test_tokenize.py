@@ -66,7 +66,10 @@ def test_special_token_strings_in_text_stay_plain_text(llama3_tok):
         assert np.array_equal(got, want), name
 
 
-_TEXT = st.lists(st.sampled_from(list("ab Zé\n\r\t.,'0123456789") + ["\u00a0", "ß", "\n\n", "  ", "\r\n", "Übung"]), max_size=200).map("".join)
+_TEXT = st.lists(
+    st.sampled_from(list("ab Zé\n\r\t.,'0123456789") + ["\u00a0", "ß", "\n\n", "  ", "\r\n", "Übung"]),
+    max_size=200,
+).map("".join)
 
 
 @settings(max_examples=60, deadline=None)
@@ -86,7 +89,11 @@ def test_choose_engine_falls_back_when_an_engine_disagrees(llama3_tok, monkeypat
             return [np.zeros(1, np.uint32) for _ in texts]
 
     real = T.build_engine
-    monkeypatch.setattr(T, "build_engine", lambda name, tok, threads=1: Broken() if name == "tiktoken" else real(name, tok, threads))
+    monkeypatch.setattr(
+        T,
+        "build_engine",
+        lambda name, tok, threads=1: Broken() if name == "tiktoken" else real(name, tok, threads),
+    )
     with caplog.at_level(logging.WARNING):
         engine = T.choose_engine(llama3_tok, ["Hello world\nAgain"])
     assert engine.name == "hf-split"
@@ -116,7 +123,9 @@ def test_non_byte_level_tokenizer_skips_tiktoken_and_stays_exact(tmp_path, book_
     hf.normalizer = normalizers.Lowercase()
     hf.pre_tokenizer = pre_tokenizers.Whitespace()
     text = book_texts["pg11-alice-s-adventures-in-wonderland.txt"]
-    hf.train_from_iterator([text], trainers.BpeTrainer(vocab_size=500, special_tokens=["[UNK]", "<s>", "</s>"]))
+    hf.train_from_iterator(
+        [text], trainers.BpeTrainer(vocab_size=500, special_tokens=["[UNK]", "<s>", "</s>"])
+    )
     path = tmp_path / "tokenizer.json"
     hf.save(str(path))
     tok = T.load_tokenizer(str(path))

@@ -21,7 +21,9 @@ BOS, EOS = 128000, 128001
 COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
 
 
-def write_domain(folder: Path, domain: str, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]) -> None:
+def write_domain(
+    folder: Path, domain: str, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+) -> None:
     """Writes one MDS domain folder from (input_ids, spans, mask-or-None) rows."""
     from streaming import MDSWriter
 

@@ -51,7 +51,9 @@ def test_no_gradient_needed_skips_gradients():
     hidden, weight, labels = inputs()
     with torch.no_grad():
         loss = chunked_cross_entropy_sum(hidden, weight, labels, 8)
-    torch.testing.assert_close(loss, plain_cross_entropy_sum(hidden, weight, labels).detach(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(
+        loss, plain_cross_entropy_sum(hidden, weight, labels).detach(), rtol=1e-6, atol=1e-5
+    )
 
 
 def test_bad_chunk_size():

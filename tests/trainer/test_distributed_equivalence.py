@@ -41,7 +41,9 @@ def _sample(rng, with_mask):
 def run(env: DistEnv, steps: list[list[dict]]) -> dict:
     """Trains STEPS steps; returns step losses, the first step's gradients and the final weights."""
     lm = load_lm(ModelConfig(tiny=True), TinyConfig(vocab_size=VOCAB, num_layers=2), SEQ)
-    model = parallelize(CausalLMWithLoss(lm, loss_chunk_size=24), ParallelConfig(mixed_precision="fp32"), env, CPU)
+    model = parallelize(
+        CausalLMWithLoss(lm, loss_chunk_size=24), ParallelConfig(mixed_precision="fp32"), env, CPU
+    )
     optimizer, scheduler = build_optimizer(model, OptimConfig(lr=1e-2), total_steps=STEPS)
     per_rank = MICRO // env.world_size
     losses, first_grads = [], None

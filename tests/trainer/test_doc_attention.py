@@ -54,8 +54,18 @@ def dense_reference(q, k, v, cu):
     pos = torch.arange(batch * seq)
     allowed = (doc[:, None] == doc[None, :]) & (pos[:, None] >= pos[None, :])  # (N, N)
     qf = q.transpose(1, 2).reshape(batch * seq, heads, dim).transpose(0, 1)  # (H, N, D)
-    kf = k.transpose(1, 2).reshape(batch * seq, -1, dim).repeat_interleave(heads // k.shape[1], 1).transpose(0, 1)
-    vf = v.transpose(1, 2).reshape(batch * seq, -1, dim).repeat_interleave(heads // v.shape[1], 1).transpose(0, 1)
+    kf = (
+        k.transpose(1, 2)
+        .reshape(batch * seq, -1, dim)
+        .repeat_interleave(heads // k.shape[1], 1)
+        .transpose(0, 1)
+    )
+    vf = (
+        v.transpose(1, 2)
+        .reshape(batch * seq, -1, dim)
+        .repeat_interleave(heads // v.shape[1], 1)
+        .transpose(0, 1)
+    )
     scores = (qf @ kf.transpose(1, 2)) / dim**0.5  # (H, N, N)
     out = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ vf  # (H, N, D)
     return out.transpose(0, 1).reshape(batch, seq, heads, dim)
@@ -102,7 +112,9 @@ def test_no_dense_mask_reaches_attention(tiny_model, monkeypatch):
     masks = []
     ids, positions, cu = packed_inputs(320)
     layer = tiny_model.lm.model.layers[0].self_attn
-    handle = layer.register_forward_pre_hook(lambda mod, args, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True)
+    handle = layer.register_forward_pre_hook(
+        lambda mod, args, kwargs: masks.append(kwargs.get("attention_mask")), with_kwargs=True
+    )
     with torch.no_grad():
         tiny_model.logits(ids, positions, DocMask.from_cu_seqlens(cu, CPU, "sdpa_docs"))
     handle.remove()

@@ -29,7 +29,9 @@ def test_export_loads_and_matches_trained_model(toy_shards, tmp_path):
 
     cfg = load_config(args[1], args[2:], smoke=True)
     model, optimizer, scheduler, loader, _ = build(cfg, DistEnv(), torch.device("cpu"))
-    assert load_checkpoint(latest_checkpoint(run_dir / "checkpoints"), model, optimizer, scheduler, loader) == 2
+    assert (
+        load_checkpoint(latest_checkpoint(run_dir / "checkpoints"), model, optimizer, scheduler, loader) == 2
+    )
     model.eval()
     torch.manual_seed(0)
     ids = torch.randint(0, 256, (1, 40))
@@ -59,7 +61,12 @@ def test_inconsistent_run_settings_are_refused(toy_shards, tmp_path, extra, mess
 def test_metrics_lines_carry_every_figure(toy_shards, tmp_path):
     from trainer.metrics import read_metrics
 
-    extra = {"train.steps": 2, "checkpoint.export_hf": "false", "log.peak_tflops": 1.0, "model.attention": "auto"}
+    extra = {
+        "train.steps": 2,
+        "checkpoint.export_hf": "false",
+        "log.peak_tflops": 1.0,
+        "model.attention": "auto",
+    }
     run_dir = main(["--config", STAGE1, *tiny_overrides(toy_shards, tmp_path / "run", 64, **extra)])
     record = read_metrics(run_dir / "metrics.jsonl")[-1]
     for key in ("loss", "lr", "grad_norm", "tokens_per_s", "mfu", "peak_mem_gib", "tflops_per_device"):

@@ -55,7 +55,9 @@ def test_packed_sft_loss_equals_per_conversation_assistant_only_loss(corpus, tok
             with torch.no_grad():
                 logits = reference(torch.as_tensor(ids[None].astype(np.int64))).logits[0]  # (L, V)
             trained = torch.as_tensor(mask[1:].astype(bool))  # position t predicts token t + 1
-            nll = torch.nn.functional.cross_entropy(logits[:-1], torch.as_tensor(ids[1:].astype(np.int64)), reduction="none")
+            nll = torch.nn.functional.cross_entropy(
+                logits[:-1], torch.as_tensor(ids[1:].astype(np.int64)), reduction="none"
+            )
             want += float(nll[trained].sum())
             count += int(trained.sum())
     assert targets == count

@@ -29,8 +29,16 @@ def test_smoke_block_keeps_stage_length():
 def test_dotted_overrides_win_and_are_typed():
     cfg = load_config(
         STAGE1,
-        ["--optim.lr=2e-5", "--train.steps", "7", "--optim.betas=0.8,0.9", "--model.rope_theta=1.28e8",
-         "--train.stop_at_step=3", "--log.progress_bar=false", "--smoke"],
+        [
+            "--optim.lr=2e-5",
+            "--train.steps",
+            "7",
+            "--optim.betas=0.8,0.9",
+            "--model.rope_theta=1.28e8",
+            "--train.stop_at_step=3",
+            "--log.progress_bar=false",
+            "--smoke",
+        ],
     )
     assert cfg.smoke and cfg.optim.lr == 2e-5 and isinstance(cfg.optim.lr, float)
     assert cfg.train.steps == 7 and cfg.optim.betas == (0.8, 0.9) and cfg.model.rope_theta == 1.28e8

@@ -36,7 +36,16 @@ def test_first_token_of_every_document_is_not_a_target():
 def test_sft_mask_removes_untrained_targets():
     mask = np.array([0, 0, 1, 1, 1, 0, 1, 1], dtype=np.uint8)
     labels = labels_from_spans(IDS, SPANS, mask)
-    assert labels.tolist() == [IGNORE_INDEX, 12, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 16, 17, IGNORE_INDEX]
+    assert labels.tolist() == [
+        IGNORE_INDEX,
+        12,
+        IGNORE_INDEX,
+        IGNORE_INDEX,
+        IGNORE_INDEX,
+        16,
+        17,
+        IGNORE_INDEX,
+    ]
 
 
 @pytest.mark.parametrize(
