@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.tokenize import TOKEN_DTYPE, LoadedTokenizer, TokenizedDocument
 
@@ -104,12 +106,17 @@ class ChatTemplate:
                 return cls(source=template, bos_token=bos, eos_token=eos)
         return cls(source=LLAMA3_TEMPLATE, bos_token=bos, eos_token=eos)
 
-    def render(self, messages: list[dict]) -> str:
+    @cached_property
+    def compiled(self):
+        """The Jinja template, compiled once (rendering runs once per conversation)."""
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         env.globals["raise_exception"] = _raise
-        return env.from_string(self.source).render(
+        return env.from_string(self.source)
+
+    def render(self, messages: list[dict]) -> str:
+        return self.compiled.render(
             messages=messages, bos_token=self.bos_token, eos_token=self.eos_token, add_generation_prompt=False
         )
 
@@ -174,13 +181,7 @@ class ChatEncoder:
         return ids[:last], mask[:last]
 
 
-def _datatrove_step_base():
-    from datatrove.pipeline.base import PipelineStep
-
-    return PipelineStep
-
-
-class TokenizeChats(_datatrove_step_base()):
+class TokenizeChats(PipelineStep):
     """datatrove step: chat `Document`s (`metadata["messages"]`) in, `TokenizedDocument`s with masks out.
 
     A conversation that is not trainable (see `conversation_problem`) is counted under its

@@ -28,6 +28,7 @@ from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
+from datatrove.pipeline.base import PipelineStep
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class LoadedTokenizer:
     name: str
     """What the user asked for (`llama3`, a path or a hub id)."""
     hf: object
-    """The `tokenizers.Tokenizer` that defines the ids (the reference for every engine)."""
+    """The `tokenizers.Tokenizer` that defines the ids (the reference for every engine). It is set
+    to encode special-token strings found in text as ordinary text."""
     bos_id: int
     """Token id put before every document."""
     eos_id: int
@@ -103,19 +105,10 @@ class LoadedTokenizer:
 
     def encode_reference(self, text: str) -> np.ndarray:
         """Whole-document HF encoding, special-token look-alikes as plain text: the ground truth."""
-        return np.asarray(
-            _plain_text_encoder(self.hf).encode(text, add_special_tokens=False).ids, TOKEN_DTYPE
-        )
+        return np.asarray(self.hf.encode(text, add_special_tokens=False).ids, TOKEN_DTYPE)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.hf.decode([int(i) for i in ids], skip_special_tokens=False)
-
-
-def _plain_text_encoder(hf):
-    """The same tokenizer, set to encode special-token strings found in text as ordinary text."""
-    if not getattr(hf, "encode_special_tokens", False):
-        hf.encode_special_tokens = True
-    return hf
 
 
 def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None) -> LoadedTokenizer:
@@ -151,6 +144,7 @@ def _load_tokenizer_cached(spec: str, bos: str | None, eos: str | None) -> Loade
     config = _read_tokenizer_config(Path(spec)) if spec != "llama3" else {}
     bos_id = _special_id(hf, bos, config.get("bos_token"), BOS_CANDIDATES, "bos")
     eos_id = _special_id(hf, eos, None, EOS_CANDIDATES, "eos")
+    hf.encode_special_tokens = True  # documents can never inject control tokens
     return LoadedTokenizer(
         name=spec, hf=hf, bos_id=bos_id, eos_id=eos_id, tiktoken_file=tiktoken_file, json_file=json_file
     )
@@ -298,7 +292,7 @@ class HFWholeEngine(Engine):
     name = "hf-whole"
 
     def __init__(self, tok: LoadedTokenizer):
-        self.hf = _plain_text_encoder(tok.hf)
+        self.hf = tok.hf
 
     def encode_batch(self, texts):
         encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
@@ -334,7 +328,7 @@ class HFSplitEngine(_PieceEngine):
 
     def __init__(self, tok: LoadedTokenizer, piece_chars: int = 16384):
         super().__init__(piece_chars)
-        self.hf = _plain_text_encoder(tok.hf)
+        self.hf = tok.hf
 
     def encode_pieces(self, pieces):
         return [e.ids for e in self.hf.encode_batch(pieces, add_special_tokens=False)]
@@ -497,13 +491,7 @@ class TokenizedDocument:
     mask: np.ndarray | None = None  # (n,) uint8, SFT only
 
 
-def _datatrove_step_base():
-    from datatrove.pipeline.base import PipelineStep
-
-    return PipelineStep
-
-
-class TokenizeDocuments(_datatrove_step_base()):
+class TokenizeDocuments(PipelineStep):
     """datatrove step: `Document`s in, `TokenizedDocument`s (with BOS/EOS) out, in input order.
 
     The tokenizer is loaded inside `run`, so the step pickles cheaply to executor workers. The
