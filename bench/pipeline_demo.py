@@ -96,7 +96,7 @@ def run_baseline(corpus: Path, out: Path, tasks: int, workers: int) -> None:
         DomainJob(
             p.config.name,
             [
-                *p.read_steps[:-1],
+                *p.source_steps,
                 DocumentTokenizer(
                     str(out / "tokens" / p.config.name), recipe.tokenizer, eos_token="<|end_of_text|>"
                 ),

@@ -8,7 +8,8 @@
 
 Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
 dedup -> tokenize -> pack -> MDS), then `finalize` (merge indexes, manifests, mixture.json,
-reports). Each pass is one executor over all domains (`dispatch.DomainTasks`), so a killed
+reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
+and it has no read task. Each pass is one executor over all domains (`dispatch.DomainTasks`), so a killed
 build resumes task by task: completed tasks are skipped through datatrove's completion
 markers, a half-done task is redone from scratch (it truncates its partition files or empties
 its `rank-NNNNN` folder first), and every output is a pure function of the recipe, the input
@@ -49,7 +50,7 @@ from prolong_data.sources import (
     hub_reader,
 )
 from prolong_data.sources.chat import ChatRowsReader
-from prolong_data.tokenize import TokenizeDocuments, load_tokenizer
+from prolong_data.tokenize import TokenizeDocuments, load_tokenizer, warm_tokenizer
 
 WORK = ".build"
 PASSES = ("read", "build", "finalize")
@@ -101,8 +102,13 @@ class DomainPlan:
     tasks: int
     folder: Path
     partitions: Path
+    source_steps: list
+    """Reader(s) and filters: the documents of the domain, before any shuffle."""
     read_steps: list
+    """Pass `read`: the source steps, then the hash partition writer; empty when the domain needs
+    no shuffle (one task and no repository rows to group), whose build pass then reads itself."""
     build_steps: list
+    """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
 
 
 def domain_tasks(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int:
@@ -155,19 +161,25 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     n = domain_tasks(recipe, domain, tasks)
     folder, partitions = out / domain.name, work / "partitions" / domain.name
     is_repo_rows = any(s.kind == "code_rows" for s in domain.sources)
-    read_steps: list = []
+    source_steps: list = []
     for i, source in enumerate(domain.sources):
         bad_file = str(work / "bad_input" / domain.name / f"source{i}.{{rank:05d}}.json")
-        read_steps.append(source_reader(source, bad_file, recipe.utf8))
+        source_steps.append(source_reader(source, bad_file, recipe.utf8))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
             if len(domain.sources) > 1:
                 raise ValueError(f"domain {domain.name}: hash_split works on a domain with one source")
-            read_steps.append(HashSplitFilter(buckets, [bucket]))
-    read_steps += [ValidUtf8Filter(recipe.utf8), NonEmptyFilter(), *quality_filters(domain.quality_filters)]
-    read_steps.append(HashPartitionWriter(str(partitions), n, key="repo" if is_repo_rows else "text"))
+            source_steps.append(HashSplitFilter(buckets, [bucket]))
+    source_steps += [ValidUtf8Filter(recipe.utf8), NonEmptyFilter(), *quality_filters(domain.quality_filters)]
+    # One task sees every document of the domain anyway: no shuffle needed, the same documents in
+    # the same order (so the same bytes) as through one partition, one pass fewer.
+    shuffle = n > 1 or is_repo_rows
+    read_steps: list = []
+    if shuffle:
+        key = "repo" if is_repo_rows else "text"
+        read_steps = [*source_steps, HashPartitionWriter(str(partitions), n, key=key)]
 
-    build_steps: list = [PartitionReader(str(partitions))]
+    build_steps: list = [PartitionReader(str(partitions))] if shuffle else list(source_steps)
     if is_repo_rows:
         build_steps.append(ConcatRepos(min_files=min(s.min_files for s in domain.sources)))
     if domain.dedup:
@@ -207,24 +219,27 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
             compression=recipe.compression,
         )
     )
-    return DomainPlan(domain, n, folder, partitions, read_steps, build_steps)
+    return DomainPlan(domain, n, folder, partitions, source_steps, read_steps, build_steps)
 
 
 def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     """One plan per domain that has sources; checks every source path now (fails fast)."""
     plans = [plan_domain(recipe, d, options.out, options.tasks) for d in recipe.present_domains()]
     for plan in plans:
-        for step in plan.read_steps:
+        for step in plan.source_steps:
             if hasattr(step, "check"):
                 step.check()
     return plans
 
 
-def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks:
+def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks | None:
+    """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
     jobs = [
-        DomainJob(p.config.name, p.read_steps if which == "read" else p.build_steps, p.tasks) for p in plans
+        DomainJob(p.config.name, p.read_steps if which == "read" else p.build_steps, p.tasks)
+        for p in plans
+        if (p.read_steps if which == "read" else p.build_steps)
     ]
-    return DomainTasks(jobs, str(out / WORK / "stats" / which))
+    return DomainTasks(jobs, str(out / WORK / "stats" / which)) if jobs else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -290,17 +305,23 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     check_options_file(recipe, options, plans)
     logs = options.out / WORK / "logs"
     read, build = pass_step(plans, "read", options.out), pass_step(plans, "build", options.out)
+    passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]
     finalize = FinalizeBuild(
         recipe, [(p.config.name, p.tasks) for p in plans], str(options.out), options.report
     )
     if options.executor == "slurm":
-        first = make_executor(options, [read], read.world_size, logs / "read", "read")
-        second = make_executor(options, [build], build.world_size, logs / "build", "build", depends=first)
-        last = make_executor(options, [finalize], 1, logs / "finalize", "finalize", depends=second)
+        previous = None
+        for name, step in passes:
+            previous = make_executor(options, [step], step.world_size, logs / name, name, depends=previous)
+        last = make_executor(options, [finalize], 1, logs / "finalize", "finalize", depends=previous)
         last.run()
-        logger.info(f"submitted read -> build -> finalize Slurm jobs; logs under {logs}")
+        logger.info(
+            f"submitted {' -> '.join(n for n, _ in passes)} -> finalize Slurm jobs; logs under {logs}"
+        )
         return None
-    for name, step in (("read", read), ("build", build)):
+    if options.executor == "local":
+        warm_tokenizer(recipe.tokenizer)  # the local executor forks its workers: they inherit it
+    for name, step in passes:
         executor = make_executor(options, [step], step.world_size, logs / name, name)
         executor.run()
         require_complete(executor, name)

@@ -8,7 +8,9 @@ from pathlib import Path
 def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: str, depends=None):
     """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
 
-    Completion markers in `logging_dir/completions/` make reruns skip finished tasks.
+    Completion markers in `logging_dir/completions/` make reruns skip finished tasks. Local
+    workers are forked from this process (not datatrove's default forkserver), so they start
+    with the modules and the tokenizer this process has loaded.
     """
     if options.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -19,6 +21,7 @@ def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: 
             workers=min(options.workers, tasks),
             logging_dir=str(logging_dir),
             depends=depends,
+            start_method="fork",
         )
     if options.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor

@@ -1,7 +1,9 @@
-"""Document filters of a domain pipeline (datatrove `BaseFilter`s, plus one on token counts).
+"""Document filters of a domain pipeline (datatrove pipeline steps, plus one on token counts).
 
 Every drop is counted in the step's stats under `dropped_<reason>`, so a build's report says
-how much each filter removed:
+how much each filter removed. The filters count in plain integers and report to datatrove's
+stats once per task (`CountingFilter`): datatrove's `BaseFilter` updates several stats objects
+per document, which on short documents costs more than the filters themselves.
 
 * `ValidUtf8Filter`: text that cannot be written as UTF-8 (lone surrogates from `\\ud800` JSON
   escapes) is repaired (U+FFFD) or dropped.
@@ -18,16 +20,49 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from collections import Counter
 from collections.abc import Iterator, Sequence
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from prolong_data.sources.partitions import key_hash
 
 
-class ValidUtf8Filter(BaseFilter):
+class CountingFilter(PipelineStep):
+    """Keeps the documents for which `filter` says so; counts `total`, `forwarded`, `dropped`,
+    `dropped_<reason>` and the kept characters (`doc_len`), reported when the task ends."""
+
+    type = "🔻 - FILTER"
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str | None]:
+        """True to keep `doc`; False or (False, reason) to drop it."""
+        raise NotImplementedError
+
+    def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        counts: Counter[str] = Counter()
+        kept_chars = 0
+        try:
+            for doc in data:
+                result = self.filter(doc)
+                keep, reason = (result, None) if isinstance(result, bool) else result
+                if keep:
+                    counts["forwarded"] += 1
+                    kept_chars += len(doc.text)
+                    yield doc
+                else:
+                    counts["dropped"] += 1
+                    if reason:
+                        counts[f"dropped_{reason}"] += 1
+        finally:
+            counts["total"] = counts["forwarded"] + counts["dropped"]
+            counts["doc_len"] = kept_chars
+            for key, value in counts.items():
+                if value:
+                    self.stat_update(key, value=value)
+
+
+class ValidUtf8Filter(CountingFilter):
     """Keeps text that is valid UTF-8; `mode="repair"` turns unencodable code points into U+FFFD."""
 
     name = "valid UTF-8"
@@ -51,7 +86,7 @@ class ValidUtf8Filter(BaseFilter):
         return True
 
 
-class NonEmptyFilter(BaseFilter):
+class NonEmptyFilter(CountingFilter):
     """Drops documents that are empty or only whitespace."""
 
     name = "non-empty"
@@ -60,7 +95,7 @@ class NonEmptyFilter(BaseFilter):
         return (True, None) if doc.text and not doc.text.isspace() else (False, "empty")
 
 
-class ExactDedupFilter(BaseFilter):
+class ExactDedupFilter(CountingFilter):
     """Drops a document whose exact text this task has already seen (first one kept)."""
 
     name = "exact dedup"
@@ -81,7 +116,7 @@ class ExactDedupFilter(BaseFilter):
         return True
 
 
-class HashSplitFilter(BaseFilter):
+class HashSplitFilter(CountingFilter):
     """Keeps the documents whose id hashes into `keep` of `buckets` buckets (stable across runs)."""
 
     name = "hash split"
@@ -109,26 +144,36 @@ class MinTokensFilter(PipelineStep):
         self.min_tokens = min_tokens
 
     def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator:
-        for doc in data:
-            if len(doc.tokens) < self.min_tokens:
-                self.stat_update("dropped_too_short")
-                self.stat_update("dropped_too_short_tokens", value=len(doc.tokens))
-                continue
-            self.stat_update("forwarded")
-            yield doc
+        forwarded = dropped = dropped_tokens = 0
+        try:
+            for doc in data:
+                if len(doc.tokens) < self.min_tokens:
+                    dropped += 1
+                    dropped_tokens += len(doc.tokens)
+                    continue
+                forwarded += 1
+                yield doc
+        finally:
+            for key, value in (
+                ("forwarded", forwarded),
+                ("dropped_too_short", dropped),
+                ("dropped_too_short_tokens", dropped_tokens),
+            ):
+                if value:
+                    self.stat_update(key, value=value)
 
 
 QUALITY_FILTERS = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
 
 
-def quality_filters(names: Sequence[str]) -> list[BaseFilter]:
+def quality_filters(names: Sequence[str]) -> list[PipelineStep]:
     """datatrove's quality filters, by name (default settings), for short domains."""
     unknown = [n for n in names if n not in QUALITY_FILTERS]
     if unknown:
         raise ValueError(f"unknown quality filters {unknown}; choose from {QUALITY_FILTERS}")
     if names and importlib.util.find_spec("spacy") is None:
         raise ValueError(f"quality filters {list(names)} split words with spaCy: pip install spacy")
-    out: list[BaseFilter] = []
+    out: list[PipelineStep] = []
     for name in names:
         if name == "gopher_quality":
             from datatrove.pipeline.filters import GopherQualityFilter

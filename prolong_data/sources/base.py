@@ -10,6 +10,7 @@ from (file and line, or repository); the tokenizer carries it into the shards' p
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from datatrove.data import Document
@@ -63,18 +64,20 @@ class SourceReader(PipelineStep):
         units = self.list_units()[rank::world_size]
         if not units:
             logger.warning(f"{self.name}: no input for rank {rank} of {world_size}")
-        emitted = 0
+        emitted = chars = 0
         try:
             for unit in units:
                 self.stat_update("input_units")
                 for doc in self.read_unit(unit):
                     if self.limit >= 0 and emitted >= self.limit:
                         return
-                    self.stat_update("documents")
-                    self.update_doc_stats(doc)
                     emitted += 1
+                    chars += len(doc.text)
                     yield doc
-        finally:
+        finally:  # counted in plain integers, reported once (datatrove's stats are slow per document)
+            if emitted:
+                self.stat_update("documents", value=emitted)
+                self.stat_update("doc_len", value=chars)
             for reason, count in self.bad.counts.items():
                 self.stat_update(f"bad_{reason}", value=count)
             if self.bad_input_file:
@@ -88,5 +91,10 @@ def document(text: str, doc_id: str, source: str, **metadata) -> Document:
 
 def relative_source(path: str, line: int | None = None) -> str:
     """`file.jsonl:12` style provenance (file name only: folders differ between machines)."""
-    name = Path(path).name
+    name = _file_name(path)
     return f"{name}:{line}" if line is not None else name
+
+
+@lru_cache(maxsize=1024)
+def _file_name(path: str) -> str:
+    return Path(path).name

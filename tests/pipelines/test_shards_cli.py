@@ -180,3 +180,30 @@ def test_executor_options_are_passed(tmp_path, monkeypatch):
     assert executor.partition == "cpu" and executor.cpus_per_task == 4 and executor.workers == 3
     with pytest.raises(ValueError, match="--slurm-partition"):
         make_executor(BuildOptions(out=tmp_path, executor="slurm"), [], 1, tmp_path, "read")
+
+
+def _run_steps(steps: list) -> None:
+    data = None
+    for step in steps:
+        data = step(data, 0, 1)
+    for _ in data or ():
+        pass
+
+
+def test_one_task_domain_skips_the_shuffle_and_writes_the_same_bytes(tmp_path, tiny_recipe_file):
+    from pipelines.build import BuildOptions, plan_build
+    from pipelines.recipe import load_recipe
+    from prolong_data.sources.partitions import HashPartitionWriter, PartitionReader
+
+    recipe = load_recipe(tiny_recipe_file).resolved()
+    fused = {p.config.name: p for p in plan_build(recipe, BuildOptions(out=tmp_path / "a", tasks=1))}
+    shuffled = {p.config.name: p for p in plan_build(recipe, BuildOptions(out=tmp_path / "b", tasks=1))}
+    assert fused["stack-512"].read_steps  # repository rows are always grouped by a shuffle
+    qa, reference = fused["qa"], shuffled["qa"]
+    assert qa.read_steps == [] and qa.build_steps[: len(qa.source_steps)] == qa.source_steps
+
+    _run_steps(qa.build_steps)  # one pass: sources -> ... -> MDS
+    rest = reference.build_steps[len(reference.source_steps) :]
+    _run_steps([*reference.source_steps, HashPartitionWriter(str(reference.partitions), 1)])
+    _run_steps([PartitionReader(str(reference.partitions)), *rest])
+    assert tree_bytes(qa.folder) == tree_bytes(reference.folder) != {}

@@ -40,7 +40,7 @@ def test_load_tokenizer_from_folder_and_missing_path(tokenizer_json, tmp_path):
         T.load_tokenizer(str(tmp_path / "missing.json"))
 
 
-@pytest.mark.parametrize("engine", ["tiktoken", "hf-split"])
+@pytest.mark.parametrize("engine", ["gigatoken", "tiktoken", "hf-split"])
 def test_fast_engines_equal_whole_document_hf_on_every_book(engine, llama3_tok, book_texts):
     fast = T.build_engine(engine, llama3_tok, threads=2)
     texts = list(book_texts.values())
@@ -50,11 +50,34 @@ def test_fast_engines_equal_whole_document_hf_on_every_book(engine, llama3_tok, 
         assert np.array_equal(got, want), f"{engine} differs from HF on {name}"
 
 
-def test_tiktoken_from_meta_model_equals_hf_on_books(llama3_tok, book_texts):
+@pytest.mark.parametrize("engine", ["gigatoken", "tiktoken"])
+def test_fast_engines_from_meta_model_equal_hf_on_books(engine, llama3_tok, book_texts):
     meta = T.load_tokenizer("llama3")
-    engine = T.build_engine("tiktoken", meta, threads=2)
+    fast = T.build_engine(engine, meta, threads=2)
     text = book_texts["pg11-alice-s-adventures-in-wonderland.txt"]
-    assert np.array_equal(engine.encode_batch([text])[0], llama3_tok.encode_reference(text))
+    assert np.array_equal(fast.encode_batch([text])[0], llama3_tok.encode_reference(text))
+
+
+def _short_and_code_texts(corpus) -> list[str]:
+    """The first rows of every ShortMix file, and some of this repository's Python sources."""
+    import itertools
+    import json
+    from pathlib import Path
+
+    texts = []
+    for path in sorted((corpus / "short").glob("*.jsonl")):
+        with path.open(encoding="utf-8") as rows:
+            texts += [json.loads(line)["text"] for line in itertools.islice(rows, 150)]
+    sources = sorted(Path(T.__file__).parent.rglob("*.py"))[:20]
+    return texts + [p.read_text(encoding="utf-8") for p in sources]
+
+
+@pytest.mark.parametrize("engine", ["gigatoken", "tiktoken", "hf-split"])
+def test_fast_engines_equal_whole_document_hf_on_short_texts_and_code(engine, llama3_tok, corpus):
+    texts = _short_and_code_texts(corpus)
+    fast = T.build_engine(engine, llama3_tok, threads=2)
+    for i, (got, text) in enumerate(zip(fast.encode_batch(texts), texts)):
+        assert np.array_equal(got, llama3_tok.encode_reference(text)), f"{engine} differs on text {i}"
 
 
 def test_special_token_strings_in_text_stay_plain_text(llama3_tok):
@@ -83,8 +106,6 @@ def test_safe_split_pieces_rebuild_text_and_ids(llama3_tok, text, piece_chars):
 
 def test_choose_engine_falls_back_when_an_engine_disagrees(llama3_tok, monkeypatch, caplog):
     class Broken(T.Engine):
-        name = "tiktoken"
-
         def encode_batch(self, texts):
             return [np.zeros(1, np.uint32) for _ in texts]
 
@@ -92,16 +113,20 @@ def test_choose_engine_falls_back_when_an_engine_disagrees(llama3_tok, monkeypat
     monkeypatch.setattr(
         T,
         "build_engine",
-        lambda name, tok, threads=1: Broken() if name == "tiktoken" else real(name, tok, threads),
+        lambda name, tok, threads=1: (
+            Broken() if name in ("gigatoken", "tiktoken") else real(name, tok, threads)
+        ),
     )
     with caplog.at_level(logging.WARNING):
         engine = T.choose_engine(llama3_tok, ["Hello world\nAgain"])
     assert engine.name == "hf-split"
-    assert "falling back" in caplog.text
+    assert caplog.text.count("falling back") == 2
 
 
-def test_tiktoken_is_chosen_for_llama3(llama3_tok, book_texts):
+def test_gigatoken_is_chosen_for_llama3_and_tiktoken_without_it(llama3_tok, book_texts, monkeypatch):
     sample = [T.split_at_safe_boundaries(t, 20000)[0] for t in book_texts.values()][:2]
+    assert T.choose_engine(llama3_tok, sample).name == "gigatoken"
+    monkeypatch.setattr(T, "gigatoken_tokenizer", lambda tok: None)  # as if gigatoken were missing
     assert T.choose_engine(llama3_tok, sample).name == "tiktoken"
 
 
@@ -132,5 +157,5 @@ def test_non_byte_level_tokenizer_skips_tiktoken_and_stays_exact(tmp_path, book_
     assert (tok.bos_id, tok.eos_id) == (1, 2)
     assert T.tiktoken_encoding(tok) is None
     engine = T.choose_engine(tok, [text[:5000]])
-    assert engine.name in ("hf-split", "hf-whole")
+    assert engine.name != "tiktoken"
     assert np.array_equal(engine.encode_batch([text])[0], tok.encode_reference(text))
