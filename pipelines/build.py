@@ -143,7 +143,14 @@ def source_reader(source: SourceConfig, bad_input_file: str, utf8: str) -> Pipel
             **common,
         )
     if source.kind == "hub":
-        return hub_reader(source.dataset, split=source.split, config=source.config, text_key=source.text_key)
+        return hub_reader(
+            source.dataset,
+            split=source.split,
+            config=source.config,
+            data_files=source.data_files,
+            text_key=source.text_key,
+            id_key=source.id_key,
+        )
     if source.kind == "chat":
         return ChatRowsReader(
             source.paths,

@@ -56,6 +56,9 @@ class SourceConfig:
     """`hub`: the dataset split."""
     config: str | None = None
     """`hub`: the dataset configuration name."""
+    data_files: list[str] = field(default_factory=list)
+    """`hub`: the files of a file-format dataset (`dataset: json` or `parquet`), local paths or
+    URLs; `{corpus}` is expanded. Empty for a dataset named on the hub."""
     chat_format: str = "messages"
     """`chat`: `messages` (UltraChat-style `messages` lists) or `tulu-text` (Tulu-v2 text chats)."""
     max_file_bytes: int = 1_000_000
@@ -288,7 +291,13 @@ class Recipe:
 
         domains = [
             dataclasses.replace(
-                d, sources=[dataclasses.replace(s, paths=[expand(p) for p in s.paths]) for s in d.sources]
+                d,
+                sources=[
+                    dataclasses.replace(
+                        s, paths=[expand(p) for p in s.paths], data_files=[expand(f) for f in s.data_files]
+                    )
+                    for s in d.sources
+                ],
             )
             for d in self.domains
         ]

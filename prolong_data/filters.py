@@ -172,7 +172,9 @@ def quality_filters(names: Sequence[str]) -> list[PipelineStep]:
     if unknown:
         raise ValueError(f"unknown quality filters {unknown}; choose from {QUALITY_FILTERS}")
     if names and importlib.util.find_spec("spacy") is None:
-        raise ValueError(f"quality filters {list(names)} split words with spaCy: pip install spacy")
+        raise ValueError(
+            f"quality filters {list(names)} split words with spaCy: pip install 'prolong-data[quality]'"
+        )
     out: list[PipelineStep] = []
     for name in names:
         if name == "gopher_quality":

@@ -61,12 +61,30 @@ def test_min_tokens():
     assert stats["dropped_too_short"] == 2 and stats["dropped_too_short_tokens"] == 5
 
 
-def test_quality_filters_names():
+def test_quality_filters_names_and_missing_spacy(monkeypatch):
     with pytest.raises(ValueError, match="unknown quality filters"):
         quality_filters(["nope"])
     assert quality_filters([]) == []
-    if importlib.util.find_spec("spacy") is None:
-        with pytest.raises(ValueError, match="pip install spacy"):
-            quality_filters(["gopher_quality"])
-    else:
-        assert len(quality_filters(["gopher_quality", "c4", "fineweb", "gopher_repetition"])) == 4
+    assert len(quality_filters(["gopher_quality", "c4", "fineweb", "gopher_repetition"])) == 4
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "spacy" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ValueError, match=r"prolong-data\[quality\]"):
+        quality_filters(["gopher_quality"])
+
+
+def test_quality_filters_keep_prose_and_drop_junk(corpus):
+    import json
+
+    with open(corpus / "short" / "qa.jsonl", encoding="utf-8") as rows:
+        prose = [json.loads(line)["text"] for line in list(rows)[1:4]]  # answers that pass Gopher
+    junk = ["{} ## $$ %% ^^ && ** !! ?? <> [] () {}\n" * 50, "buy buy buy buy buy buy " * 100]
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(prose + junk)]
+    for name in ("gopher_quality", "gopher_repetition"):
+        (step,) = quality_filters([name])
+        out, stats = run(step, docs)
+        kept = {d.id for d in out}
+        assert {"3", "4"}.isdisjoint(kept), name  # the junk goes
+        assert len(kept) >= 2, name  # real prose mostly stays
+        assert stats["dropped"] == len(docs) - len(kept), name
