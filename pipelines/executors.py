@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+LOCAL_START_METHOD = "fork" if sys.platform == "linux" else "forkserver"
+"""How the local executor starts workers: forked on Linux, so they inherit what this process has
+loaded (the tokenizer above all); datatrove's fork server elsewhere (fork is unsafe on macOS)."""
 
 
 def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: str, depends=None):
     """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
 
     Completion markers in `logging_dir/completions/` make reruns skip finished tasks. Local
-    workers are forked from this process (not datatrove's default forkserver), so they start
-    with the modules and the tokenizer this process has loaded.
+    workers start as `LOCAL_START_METHOD` says.
     """
     if options.executor == "local":
         from datatrove.executor import LocalPipelineExecutor
@@ -21,7 +25,7 @@ def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: 
             workers=min(options.workers, tasks),
             logging_dir=str(logging_dir),
             depends=depends,
-            start_method="fork",
+            start_method=LOCAL_START_METHOD,
         )
     if options.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
