@@ -67,8 +67,14 @@ def tiny_llama_config(tiny: TinyConfig, seq_len: int, rope_theta: float | None):
     )
 
 
-def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int) -> nn.Module:
-    """The fp32 HF causal LM on CPU, with ``rope_theta`` overridden and our attention selected."""
+def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int, *, weights: bool = True) -> nn.Module:
+    """The fp32 HF causal LM on CPU, with ``rope_theta`` overridden and our attention selected.
+
+    ``weights=False`` builds the same model from ``model.path``'s config on the meta device, with
+    no memory behind it, for ranks that receive the weights from rank 0 (see
+    ``trainer.parallelize.load_from_rank0``). The tiny model is always built in full (it is small,
+    and every rank draws the same random init).
+    """
     from transformers import AutoConfig, AutoModelForCausalLM
 
     attn = register_attention()
@@ -89,6 +95,9 @@ def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int) -> nn.Module:
     if model.rope_theta is not None:
         config.rope_theta = model.rope_theta
     config.max_position_embeddings = max(config.max_position_embeddings, seq_len)
+    if not weights:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
     return AutoModelForCausalLM.from_pretrained(
         model.path, config=config, attn_implementation=attn, dtype=torch.float32
     )

@@ -125,6 +125,8 @@ def parallelize(model: nn.Module, parallel: ParallelConfig, env: DistEnv, device
     dtype = compute_dtype(parallel, device)
     if parallel.fsdp and torch.distributed.is_initialized():  # under torchrun, even with one rank
         apply_fsdp(model, dtype)
+        if any(p.is_meta for p in model.parameters()):  # weights still to come from rank 0
+            return model.to_empty(device=device)
         return model.to(device)
     if env.distributed:
         raise ValueError(
@@ -135,3 +137,19 @@ def parallelize(model: nn.Module, parallel: ParallelConfig, env: DistEnv, device
             "bf16 compute needs FSDP mixed precision; launch with torchrun or set parallel.mixed_precision=fp32"
         )
     return model.to(device)
+
+
+def load_from_rank0(model: nn.Module, full_state: dict[str, torch.Tensor] | None) -> None:
+    """Fills a sharded model from rank 0's full state dict; the other ranks pass None.
+
+    Only rank 0 reads the checkpoint from disk (an 8B model is 32 GB in fp32: once per node, not
+    once per GPU); every rank receives its shards by broadcast. Buffers that no state dict holds
+    (the rotary embedding's ``inv_freq``) are broadcast from rank 0 as well.
+    """
+    import torch.distributed as dist
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+    set_model_state_dict(model, full_state or {}, options=options)
+    for buffer in model.buffers():
+        dist.broadcast(buffer, src=0)

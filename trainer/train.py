@@ -38,7 +38,7 @@ from trainer.data import build_loader, endless
 from trainer.loss import IGNORE_INDEX
 from trainer.metrics import MetricsLog, matmul_params, peak_flops, peak_memory_gib, read_metrics, step_flops
 from trainer.model import CausalLMWithLoss, export_hf, load_lm, load_tokenizer
-from trainer.parallelize import DistEnv, build_sp_group, data_parallel_size, parallelize
+from trainer.parallelize import DistEnv, build_sp_group, data_parallel_size, load_from_rank0, parallelize
 from trainer.schedule import build_optimizer
 from trainer.sequence_parallel import SPGroup, shard_batch
 
@@ -160,10 +160,25 @@ def build(cfg: Config, env: DistEnv, device: torch.device):
         )
     if seq_len % cfg.parallel.sp:
         raise ValueError(f"seq_len {seq_len} does not split evenly over parallel.sp={cfg.parallel.sp} ranks")
-    lm = load_lm(cfg.model, cfg.tiny, seq_len)
-    model = parallelize(CausalLMWithLoss(lm, cfg.model.loss_chunk_size), cfg.parallel, env, device)
+    model = build_model(cfg, env, device, seq_len)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.steps, fused=device.type == "cuda")
     return model, optimizer, scheduler, loader, seq_len
+
+
+def build_model(cfg: Config, env: DistEnv, device: torch.device, seq_len: int) -> CausalLMWithLoss:
+    """The LM with its loss, checkpointed and sharded on ``device``.
+
+    Several FSDP ranks starting from a checkpoint: rank 0 alone reads it, the others build the
+    model on the meta device and receive their shards from rank 0 (``load_from_rank0``).
+    """
+    from_rank0 = env.distributed and cfg.parallel.fsdp and not cfg.model.tiny
+    lm = load_lm(cfg.model, cfg.tiny, seq_len, weights=env.rank == 0 or not from_rank0)
+    model = CausalLMWithLoss(lm, cfg.model.loss_chunk_size)
+    full_state = model.state_dict() if from_rank0 and env.rank == 0 else None  # before sharding
+    model = parallelize(model, cfg.parallel, env, device)
+    if from_rank0:
+        load_from_rank0(model, full_state)
+    return model
 
 
 def resume(cfg: Config, ckpt_dir: Path, model, optimizer, scheduler, loader, metrics_path: Path, env) -> int:
