@@ -4,8 +4,8 @@ Both run on the same jsonl input (the sample books, or the ShortMix, repeated to
 `--min-tokens` tokens), with the same number of tasks and worker processes, in the same run, each
 in a fresh subprocess. Reported per input: tokens/s of each (whole wall time of the executor
 run, worker start-up included), the ratio, peak RSS per worker, whether the token ids are
-identical, and ours as a share of the bare tokenizer engine (the engine our path picks, on as
-many threads as workers, over the same texts in memory: the upper limit).
+identical, and ours as a share of the bare tokenizer engine (the engine our path picks, in as
+many processes as workers, over the same texts in memory, load not timed: the upper limit).
 
     python bench/tokenize_throughput.py --corpus ../shared/corpus --out bench/results/tokenize_throughput.md
 """
@@ -166,19 +166,25 @@ def identical_ids(ours: Path, theirs: Path, tasks: int, bos_id: int = 128000) ->
     return True
 
 
-def bare_engine_rate(texts: list[str], tokenizer: str, threads: int) -> tuple[str, float]:
-    """(name, tokens/s) of the engine our path picks, alone on `texts` in memory on `threads` threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def _bare_share(tokenizer: str, texts: list[str]) -> tuple[str, int, float]:
+    """In a worker process: (engine name, tokens, seconds) of encoding `texts`, the load not timed."""
     from prolong_data.tokenize import choose_engine, load_tokenizer
 
     engine = choose_engine(load_tokenizer(tokenizer), texts[:4])
-    shares = [texts[i::threads] for i in range(threads)]
-    with ThreadPoolExecutor(threads) as pool:  # every engine releases the GIL while encoding
-        start = time.perf_counter()
-        n = sum(len(ids) for batch in pool.map(engine.encode_batch, shares) for ids in batch)
-        seconds = time.perf_counter() - start
-    return engine.name, n / seconds
+    start = time.perf_counter()
+    n = sum(len(ids) for ids in engine.encode_batch(texts))
+    return engine.name, n, time.perf_counter() - start
+
+
+def bare_engine_rate(texts: list[str], tokenizer: str, workers: int) -> tuple[str, float]:
+    """(name, tokens/s) of the engine our path picks, alone on `texts` in memory, in `workers`
+    processes (as our workers run; threads sharing one gigatoken tokenizer contend)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [texts[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        results = list(pool.map(_bare_share, [tokenizer] * workers, shares))
+    return results[0][0], sum(n for _, n, _ in results) / max(s for _, _, s in results)
 
 
 def bench_kind(kind: str, args, work: Path) -> dict:
