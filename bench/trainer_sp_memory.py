@@ -111,7 +111,8 @@ def run_config(sp: int, seq_len: int, doc_len: int, vocab: int) -> list[list[flo
             "--result",
             str(out),
         ]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # torchrun sets one thread per process only when it starts several: say it for SP 1 too
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         subprocess.run(command, check=True, cwd=ROOT, env=env)
         return json.loads(out.read_text())
 
