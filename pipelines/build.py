@@ -241,11 +241,8 @@ def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
 
 def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks | None:
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
-    jobs = [
-        DomainJob(p.config.name, p.read_steps if which == "read" else p.build_steps, p.tasks)
-        for p in plans
-        if (p.read_steps if which == "read" else p.build_steps)
-    ]
+    steps = {p.config.name: p.read_steps if which == "read" else p.build_steps for p in plans}
+    jobs = [DomainJob(p.config.name, steps[p.config.name], p.tasks) for p in plans if steps[p.config.name]]
     return DomainTasks(jobs, str(out / WORK / "stats" / which)) if jobs else None
 
 

@@ -21,12 +21,19 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.sources.partitions import key_hash
+
+
+def report_counts(step: PipelineStep, counts: Mapping[str, int]) -> None:
+    """Adds a task's non-zero counts to `step`'s datatrove stats, one update per key."""
+    for key, value in counts.items():
+        if value:
+            step.stat_update(key, value=value)
 
 
 class CountingFilter(PipelineStep):
@@ -57,9 +64,7 @@ class CountingFilter(PipelineStep):
         finally:
             counts["total"] = counts["forwarded"] + counts["dropped"]
             counts["doc_len"] = kept_chars
-            for key, value in counts.items():
-                if value:
-                    self.stat_update(key, value=value)
+            report_counts(self, counts)
 
 
 class ValidUtf8Filter(CountingFilter):
@@ -154,13 +159,12 @@ class MinTokensFilter(PipelineStep):
                 forwarded += 1
                 yield doc
         finally:
-            for key, value in (
-                ("forwarded", forwarded),
-                ("dropped_too_short", dropped),
-                ("dropped_too_short_tokens", dropped_tokens),
-            ):
-                if value:
-                    self.stat_update(key, value=value)
+            counts = {
+                "forwarded": forwarded,
+                "dropped_too_short": dropped,
+                "dropped_too_short_tokens": dropped_tokens,
+            }
+            report_counts(self, counts)
 
 
 QUALITY_FILTERS = ("gopher_quality", "gopher_repetition", "c4", "fineweb")

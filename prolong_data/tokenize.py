@@ -3,8 +3,8 @@
 Three ideas make long-document tokenization fast without changing a single id:
 
 * gigatoken re-implements byte-level BPE for the common tokenizers (Llama-3's among them) with a
-  SIMD pre-tokenizer instead of a regex engine and a cache of already-encoded pieces: several times
-  tiktoken's speed on one thread.
+  SIMD pre-tokenizer instead of a regex engine and a cache of already-encoded pieces: on the sample
+  books about 18x tiktoken's speed on one thread (33M vs 1.8M tokens/s).
 * Byte-level BPE never merges across pre-tokenizer pieces, and the Llama-3 / GPT-style split
   regexes always end a piece right after a newline that is followed by a letter. Cutting a
   document at such points and encoding the pieces separately therefore gives exactly the ids of

@@ -142,8 +142,8 @@ def parallelize(model: nn.Module, parallel: ParallelConfig, env: DistEnv, device
 def load_from_rank0(model: nn.Module, full_state: dict[str, torch.Tensor] | None) -> None:
     """Fills a sharded model from rank 0's full state dict; the other ranks pass None.
 
-    Only rank 0 reads the checkpoint from disk (an 8B model is 32 GB in fp32: once per node, not
-    once per GPU); every rank receives its shards by broadcast. Buffers that no state dict holds
+    Only rank 0 reads the checkpoint from disk (an 8B model is 32 GB in fp32: held once, not once
+    per GPU); every rank receives its shards by broadcast. Buffers that no state dict holds
     (the rotary embedding's ``inv_freq``) are broadcast from rank 0 as well.
     """
     import torch.distributed as dist
