@@ -28,10 +28,12 @@ def test_export_loads_and_matches_trained_model(toy_shards, tmp_path):
     assert AutoTokenizer.from_pretrained(hf).bos_token_id == 128000
 
     cfg = load_config(args[1], args[2:], smoke=True)
-    model, optimizer, scheduler, loader, _ = build(cfg, DistEnv(), torch.device("cpu"))
-    assert (
-        load_checkpoint(latest_checkpoint(run_dir / "checkpoints"), model, optimizer, scheduler, loader) == 2
+    run = build(cfg, DistEnv(), torch.device("cpu"))
+    model = run.model
+    step = load_checkpoint(
+        latest_checkpoint(run.checkpoints), model, run.optimizer, run.scheduler, run.loader
     )
+    assert step == 2 and run.attention == "sdpa_docs" and cfg.model.attention == "sdpa_docs"
     model.eval()
     torch.manual_seed(0)
     ids = torch.randint(0, 256, (1, 40))
