@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import sysconfig
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from prolong_data.config import ConfigError, from_dict, load, read_yaml, to_dict
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 SOURCE_KINDS = ("code_folders", "code_rows", "book_files", "rows", "hub", "chat")
@@ -306,7 +309,7 @@ class Recipe:
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,40 +322,27 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
-def _typed(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {sorted(fields)}")
-    data = dict(data)
-    if cls is DomainConfig:
-        name = data.get("name", "?")
-        data["sources"] = [
-            _typed(SourceConfig, s, f"{where}.{name}.sources") for s in data.get("sources") or []
-        ]
-        data["pack"] = _typed(PackConfig, data.get("pack") or {}, f"{where}.{name}.pack")
-    if cls is Recipe:
-        data["domains"] = [_typed(DomainConfig, d, f"{where}.domains") for d in data.get("domains") or []]
-    try:
-        return cls(**data)
-    except TypeError as err:
-        raise ValueError(f"{where}: {err}") from None
-
-
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """A shipped recipe by name (`demo`, `stage1-64k`, ...) or a recipe YAML file."""
+def load_recipe(name_or_path: str | Path, overrides: Mapping | Sequence[str] | None = None) -> Recipe:
+    """A shipped recipe by name (`demo`, `stage1-64k`, ...) or a recipe YAML file, with dotted
+    overrides (`{"token_budget": 1e9}`, or flags like `--domains.fineweb-edu.proportion=0.1`)."""
     path = Path(name_or_path)
     if not path.is_file():
         path = RECIPES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ValueError(f"no recipe {name_or_path!r}: give a YAML file or one of {recipe_names()}")
-    return recipe_from_dict(yaml.safe_load(path.read_text()), where=path.name)
+    data = read_yaml(path)
+    try:
+        return load(Recipe, data, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path.name}: {err}") from None
 
 
 def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
-    return _typed(Recipe, data, where)
+    """A recipe from plain data (what a recipe YAML file holds)."""
+    try:
+        return from_dict(Recipe, data)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

@@ -78,7 +78,7 @@ def test_validation_messages_say_what_to_fix():
         recipe_from_dict(data)
     data["domains"][0]["proportion"] = 0.3
     data["domains"][0]["colour"] = "red"
-    with pytest.raises(ValueError, match="unknown keys \\['colour'\\]"):
+    with pytest.raises(ValueError, match="unknown DomainConfig field\\(s\\) \\[.colour.\\]"):
         recipe_from_dict(data)
     del data["domains"][0]["colour"]
     data["domains"][0]["pack"] = {"mode": "length_binned"}
@@ -96,3 +96,65 @@ def test_resolved_paths(tmp_path):
     assert demo.tokenizer == f"{tmp_path}/tokenizer/llama3/tokenizer.json"
     assert demo.domains[1].sources[0].paths == [f"{tmp_path}/books"]
     assert "{" not in "".join(demo.domains[0].sources[0].paths)
+
+
+def _shards_recipe(*argv):
+    """The recipe `prolong-data shards` would build for this command line."""
+    from pipelines.cli import build_parser
+    from pipelines.shards import resolve_recipe
+
+    args, extra = build_parser().parse_known_args(["shards", "--out", "x", *argv])
+    args.overrides = extra
+    return resolve_recipe(args)
+
+
+def test_shards_command_overrides_any_recipe_field(tmp_path):
+    recipe = _shards_recipe(
+        "--recipe",
+        "demo",
+        "--corpus",
+        str(tmp_path),
+        "--seq_len=32768",
+        "--domains.book-65536.pack.chunk_len=32768",
+        "--domains.0.pack.chunk_len",
+        "32768",
+        "--domains.textbooks.max-tasks=2",
+        "--token-budget",
+        "1000000",
+        "--long-share=0.5",
+    )
+    assert recipe.seq_len == 32768 and recipe.token_budget == 1_000_000 and recipe.long_share == 0.5
+    assert recipe.domains[0].pack.chunk_len == recipe.domains[1].pack.chunk_len == 32768
+    assert recipe.domains[2].max_tasks == 2
+    moved = _shards_recipe(
+        "--recipe",
+        "demo",
+        "--domains.fineweb-edu.proportion=0.05",
+        "--domains.fineweb-2023-50.proportion=0.15",
+    )
+    assert [d.proportion for d in moved.domains[3:5]] == [0.05, 0.15]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--domains.nope.proportion=0.1"], "no item named 'nope'"),
+        (["--domains.0.colour=red"], r"unknown DomainConfig field\(s\) \['colour'\]"),
+        (["--seq_len=lots"], "seq_len: expected an integer"),
+        (["--seq_len=50000"], "not a multiple of chunk_len"),
+        (["--domains.3.proportion=0.5"], "sum to 1.400000"),
+    ],
+)
+def test_shards_overrides_are_checked(argv, message):
+    with pytest.raises(ValueError, match=message):
+        _shards_recipe("--recipe", "demo", *argv)
+
+
+def test_shards_command_rejects_stray_arguments(capsys):
+    from pipelines.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["verify", "x", "--seq_len=3"])
+    assert "unrecognized arguments: --seq_len=3" in capsys.readouterr().err
+    assert main(["shards", "--recipe", "demo", "--out", "x", "stray"]) == 2
+    assert "write overrides as --section.field=value" in capsys.readouterr().err
