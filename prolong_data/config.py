@@ -105,12 +105,16 @@ def coerce(value, hint, where: str = ""):
             return None
         raise ConfigError(_at(where, f"expected {_name(hint)}, got null"))
     if origin in (typing.Union, types.UnionType):
-        for option in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:
+            return coerce(value, options[0], where)
+        for option in options:
             try:
                 return coerce(value, option, where)
             except ConfigError:
                 continue
-        raise ConfigError(_at(where, f"expected {_name(hint)}, got {_describe(value)}"))
+        names = " or ".join(_name(o) for o in options)
+        raise ConfigError(_at(where, f"expected {names}, got {_describe(value)}"))
     if origin is typing.Literal:
         for allowed in args:
             if value == allowed and type(value) is type(allowed):

@@ -1,12 +1,17 @@
-"""Readers, one per source kind: each turns raw input into datatrove `Document`s.
+"""Source kinds: readers that turn raw input into datatrove `Document`s, and their configs.
 
-| kind | reader |
-|---|---|
-| code repositories in folders | `RepoFolderReader` |
-| code files as The Stack rows | `StackRowsReader` + partition by repo + `ConcatRepos` |
-| books as `.txt` files | `BookFolderReader` |
-| rows of text (jsonl / parquet): textbooks, ShortMix, book dumps, Tulu chats as text | `TextRowsReader` |
-| a Hugging Face dataset by name | `hub_reader` |
+Each kind is one module holding its reader and a config class registered under the kind's
+name (`registry.register_source`); a recipe's source names its `kind` and that kind's fields.
+
+| kind | config | reader |
+|---|---|---|
+| `code_folders`: code repositories in folders | `CodeFoldersSource` | `RepoFolderReader` |
+| `code_rows`: code files as The Stack rows | `CodeRowsSource` | `StackRowsReader` + partition by repo + `ConcatRepos` |
+| `book_files`: books as `.txt` files | `BookFilesSource` | `BookFolderReader` |
+| `rows`: rows of text (jsonl / parquet) | `RowsSource` | `TextRowsReader` |
+| `chat`: SFT conversations (jsonl / parquet) | `ChatSource` | `ChatRowsReader` |
+| `hub`: a Hugging Face dataset by name | `HubSource` | `hub_reader` |
+| `tokenized`: MDS shards of token ids (ours or ProLong's) | `TokenizedSource` | `TokenizedShardsReader` |
 """
 
 from prolong_data.sources.bad_input import BadInputLog, merge_bad_input
