@@ -69,18 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
     p.set_defaults(func=_verify)
 
-    _add_optional_commands(sub)
+    from pipelines import shards
+
+    shards.add_parser(sub)
     return parser
-
-
-def _add_optional_commands(sub) -> None:
-    """Commands that live in their own modules (recipes, builds)."""
-    import importlib.util
-
-    if importlib.util.find_spec("pipelines.shards") is not None:
-        from pipelines import shards
-
-        shards.add_parser(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

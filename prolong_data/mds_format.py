@@ -27,7 +27,9 @@ VALUE_DTYPES = {
 SHAPE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 FIXED_SIZES = {"int": 8}
 COMPRESSIONS = {None: None, "zstd": ("zstd", 3)}
-DEFAULT_SIZE_LIMIT = 1 << 26
+"""Shard compressions: name -> (file suffix, zstd level), as streaming names and levels them."""
+DEFAULT_SIZE_LIMIT = 1 << 27
+"""Bytes per shard file before a new one starts (128 MiB)."""
 
 
 def encode_ndarray(encoding: str, value: np.ndarray) -> bytes:
@@ -125,10 +127,12 @@ class NativeMDSWriter:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {}}
         zip_info = None
         if self.compression:
-            import zstd
+            import zstandard
 
             algo, level = COMPRESSIONS[self.compression]
-            data = zstd.compress(raw, level)
+            # streaming's `zstd.compress` runs zstd's multi-threaded mode (whose output does not
+            # depend on the worker count, but differs from the single-threaded mode's): same bytes
+            data = zstandard.ZstdCompressor(level=level, threads=1).compress(raw)
             zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": {}}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:

@@ -93,12 +93,12 @@ class PackLengthBinned(_PackStep):
                     other_bins += length
         yield from packer.finish()
         stats = packer.stats
+        stats.documents = binner.stats[self.chunk_len].documents  # documents with a chunk in this bin
         stats.extra.update(
             input_documents=documents,
             too_short_documents=binner.dropped_documents,
             dropped_tail_tokens=binner.dropped_tokens,
             tokens_in_other_bins=other_bins,
-            chunks=stats.documents,
         )
         self._report(stats, rank)
 
