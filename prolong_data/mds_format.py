@@ -171,3 +171,114 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
         json.dump({"version": 2, "shards": shards}, f)
     tmp.replace(path)  # atomic: a reader never sees half an index
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+class MDSFormatError(ValueError):
+    """An MDS folder or shard this reader cannot read; the message names the file."""
+
+
+def read_index(folder: str | Path) -> list[dict]:
+    """The shard entries of `folder/index.json` (a merged index lists rank sub-folders' shards)."""
+    path = Path(folder) / "index.json"
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise MDSFormatError(f"{path} is not a readable MDS index ({err})") from None
+    if not isinstance(index, dict) or index.get("version") != 2 or not isinstance(index.get("shards"), list):
+        raise MDSFormatError(f"{path} is not an MDS index (version 2 with a shard list)")
+    return index["shards"]
+
+
+def shard_bytes(folder: str | Path, info: dict) -> bytes:
+    """The uncompressed bytes of one shard, decompressing a `.zstd` shard in memory."""
+    folder = Path(folder)
+    raw = folder / info["raw_data"]["basename"]
+    if raw.is_file():
+        return raw.read_bytes()
+    zipped = info.get("zip_data")
+    if not zipped:
+        raise MDSFormatError(f"shard {raw} is missing")
+    path = folder / zipped["basename"]
+    if (info.get("compression") or "").split(":")[0] != "zstd":
+        raise MDSFormatError(f"{path}: compression {info.get('compression')!r} is not supported (zstd is)")
+    import zstandard
+
+    try:
+        with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
+            return reader.read()
+    except zstandard.ZstdError as err:
+        raise MDSFormatError(f"{path} is not a readable zstd shard ({err})") from None
+
+
+def decode_column(encoding: str, data: bytes):
+    """One column value from its bytes: `ndarray:<dtype>[:<shape>]`, `str`, `bytes` or `int`."""
+    if encoding.startswith("ndarray:"):
+        parts = encoding.split(":")
+        dtype = np.dtype(parts[1])
+        if len(parts) > 2:  # a static shape
+            shape = tuple(int(d) for d in parts[2].split(","))
+            return np.frombuffer(data, dtype).reshape(shape)
+        ndim, shape_code = data[0] >> 2, data[0] & 3
+        shape_dtype = np.dtype(SHAPE_DTYPES[shape_code])
+        end = 1 + ndim * shape_dtype.itemsize
+        shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
+        return np.frombuffer(data[end:], dtype).reshape(shape)
+    if encoding == "str":
+        return data.decode("utf-8")
+    if encoding == "bytes":
+        return data
+    if encoding == "int":
+        return int(np.frombuffer(data, np.int64)[0])
+    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
+
+
+def shard_samples(folder: str | Path, info: dict, start: int = 0, stop: int | None = None):
+    """Samples `[start, stop)` of one shard, each a dict of column values."""
+    raw = shard_bytes(folder, info)
+    where = f"{Path(folder) / info['raw_data']['basename']}"
+    names, encodings, sizes = info["column_names"], info["column_encodings"], info["column_sizes"]
+    variable = [i for i, size in enumerate(sizes) if size is None]
+    try:
+        count = int(np.frombuffer(raw, np.uint32, 1)[0])
+        offsets = np.frombuffer(raw, np.uint32, count + 1, offset=4).astype(np.int64)
+    except ValueError:
+        raise MDSFormatError(f"{where} is truncated (no complete sample table)") from None
+    if offsets[-1] > len(raw):
+        raise MDSFormatError(f"{where} is truncated: {len(raw)} bytes, its table needs {offsets[-1]}")
+    for i in range(start, count if stop is None else min(stop, count)):
+        sample = raw[offsets[i] : offsets[i + 1]]
+        lengths = list(sizes)
+        head = 4 * len(variable)
+        for k, size in zip(variable, np.frombuffer(sample[:head], np.uint32)):
+            lengths[k] = int(size)
+        row, pos = {}, head
+        for name, encoding, size in zip(names, encodings, lengths):
+            row[name] = decode_column(encoding, sample[pos : pos + size])
+            pos += size
+        yield row
+
+
+def shard_ranges(folder: str | Path, start: int = 0, stop: int | None = None) -> list[tuple[dict, int, int]]:
+    """(shard entry, first, end) of the shards holding samples `[start, stop)` of an MDS folder,
+    in index order, with sample numbers local to each shard."""
+    ranges, first = [], 0
+    for info in read_index(folder):
+        count = int(info["samples"])
+        lo, hi = max(start - first, 0), count if stop is None else min(stop - first, count)
+        if lo < hi:
+            ranges.append((info, lo, hi))
+        first += count
+    return ranges
+
+
+def iter_samples(folder: str | Path, start: int = 0, stop: int | None = None):
+    """Samples `[start, stop)` of an MDS folder in index order (shards outside are not read)."""
+    for info, lo, hi in shard_ranges(folder, start, stop):
+        yield from shard_samples(folder, info, lo, hi)

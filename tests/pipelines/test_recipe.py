@@ -29,7 +29,15 @@ STAGE2 = {
 
 
 def test_shipped_recipes():
-    assert recipe_names() == ["demo", "demo-512k", "sft", "sft-demo", "stage1-64k", "stage2-512k"]
+    assert recipe_names() == [
+        "demo",
+        "demo-512k",
+        "repack-demo",
+        "sft",
+        "sft-demo",
+        "stage1-64k",
+        "stage2-512k",
+    ]
     s1, s2, sft, demo = (load_recipe(n) for n in ("stage1-64k", "stage2-512k", "sft", "demo"))
     assert {d.name: d.proportion for d in s1.domains} == STAGE1
     assert {d.name: d.proportion for d in s2.domains} == STAGE2
