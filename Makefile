@@ -59,7 +59,7 @@ shards-sft: $(STAMP)
 
 ## The demo shards re-packed into 32K sequences without tokenizing again (a `tokenized` source).
 repack-demo: $(STAMP) data/shards/demo/mixture.json
-	$(BIN)/prolong-data shards --recipe repack-demo --out data/shards/repack-demo --corpus $(CORPUS)
+	$(BIN)/prolong-data shards --recipe repack-demo --out data/shards/repack-demo
 
 data/shards/demo/mixture.json:
 	$(MAKE) shards

@@ -108,3 +108,21 @@ def test_paths_are_expanded_in_path_fields_only():
     expand = lambda text: text.replace("{corpus}", "/c")  # noqa: E731
     assert rows.expand_paths(expand).paths == ["/c/a"] and rows.expand_paths(expand).text_key == "{corpus}"
     assert hub.expand_paths(expand).data_files == ["/c/f.jsonl"]
+
+
+def test_the_worked_example_in_the_architecture_doc_runs(tmp_path, monkeypatch):
+    """docs/architecture.md shows a new kind in one file: that code, run as a module, works."""
+    import sys
+    import types
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("doc_example_markdown")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    exec(compile(code, "docs/architecture.md", "exec"), module.__dict__)
+    (tmp_path / "a.md").write_text("---\ntitle: x\n---\n# Hello\n")
+    source = from_dict(SourceConfig, {"kind": "markdown", "paths": [str(tmp_path)]})
+    assert [d.text for d in source.reader(ReaderContext()).run()] == ["# Hello\n"]
+    with pytest.raises(ConfigError, match=r"unknown `markdown` source field\(s\) \['include'\]"):
+        from_dict(SourceConfig, {"kind": "markdown", "paths": ["x"], "include": ["a"]})
