@@ -4,6 +4,7 @@
       mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
       <domain>/                                      MDS shards of one domain (GUIDE.md section 2)
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
+      removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
       .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json
 
 Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
@@ -96,7 +97,8 @@ class DomainPlan:
     """Reader(s) and filters: the documents of the domain, before any shuffle."""
     read_steps: list
     """Pass `read`: the source steps, then the hash partition writer; empty when the domain needs
-    no shuffle (one task and no repository rows to group), whose build pass then reads itself."""
+    no shuffle (one task and nothing to group, or tokenized sources), whose build pass then reads
+    its sources itself."""
     build_steps: list
     """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
 

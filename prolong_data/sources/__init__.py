@@ -21,7 +21,15 @@ from prolong_data.sources.code import ConcatRepos, RepoFolderReader, StackRowsRe
 from prolong_data.sources.files import SourcePathError
 from prolong_data.sources.hub import hub_reader
 from prolong_data.sources.partitions import HashPartitionWriter, PartitionReader
+from prolong_data.sources.registry import (
+    ReaderContext,
+    SourceConfig,
+    register_source,
+    source_class,
+    source_kinds,
+)
 from prolong_data.sources.text_rows import TextRowsReader
+from prolong_data.sources.tokenized import TokenizedShardsReader
 
 __all__ = [
     "BadInputLog",
@@ -29,14 +37,20 @@ __all__ = [
     "ConcatRepos",
     "HashPartitionWriter",
     "PartitionReader",
+    "ReaderContext",
     "RepoFolderReader",
+    "SourceConfig",
     "SourcePathError",
     "SourceReader",
     "StackRowsReader",
     "TextRowsReader",
+    "TokenizedShardsReader",
     "clean_book_text",
     "hub_reader",
     "merge_bad_input",
+    "register_source",
     "repo_document",
+    "source_class",
+    "source_kinds",
     "strip_gutenberg",
 ]
