@@ -15,7 +15,9 @@ Shard file layout (what `streaming` reads)::
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -187,26 +189,25 @@ def read_index(folder: str | Path) -> list[dict]:
     path = Path(folder) / "index.json"
     try:
         index = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise MDSFormatError(f"{path} is not a readable MDS index ({err})") from None
-    if not isinstance(index, dict) or index.get("version") != 2 or not isinstance(index.get("shards"), list):
-        raise MDSFormatError(f"{path} is not an MDS index (version 2 with a shard list)")
-    return index["shards"]
+        shards = index["shards"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise MDSFormatError(f"{path} is not a valid MDS index ({type(err).__name__}: {err})") from None
+    if index.get("version") != 2:
+        raise MDSFormatError(f"{path}: index version {index.get('version')!r}, this reader reads version 2")
+    return shards
 
 
-def shard_bytes(folder: str | Path, info: dict) -> bytes:
-    """The uncompressed bytes of one shard, decompressing a `.zstd` shard in memory."""
+def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
+    """The uncompressed bytes of one shard: its raw file, else its `.zstd` file decompressed in memory."""
     folder = Path(folder)
     raw = folder / info["raw_data"]["basename"]
     if raw.is_file():
         return raw.read_bytes()
     zipped = info.get("zip_data")
     if not zipped:
-        raise MDSFormatError(f"shard {raw} is missing")
+        raise FileNotFoundError(f"shard {raw} is missing")
     path = folder / zipped["basename"]
-    if (info.get("compression") or "").split(":")[0] != "zstd":
+    if str(info.get("compression") or "").split(":")[0] != "zstd":
         raise MDSFormatError(f"{path}: compression {info.get('compression')!r} is not supported (zstd is)")
     import zstandard
 
@@ -214,7 +215,7 @@ def shard_bytes(folder: str | Path, info: dict) -> bytes:
         with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
             return reader.read()
     except zstandard.ZstdError as err:
-        raise MDSFormatError(f"{path} is not a readable zstd shard ({err})") from None
+        raise MDSFormatError(f"{path} does not decompress ({err})") from None
 
 
 def decode_column(encoding: str, data: bytes):
@@ -222,11 +223,9 @@ def decode_column(encoding: str, data: bytes):
     if encoding.startswith("ndarray:"):
         parts = encoding.split(":")
         dtype = np.dtype(parts[1])
-        if len(parts) > 2:  # a static shape
-            shape = tuple(int(d) for d in parts[2].split(","))
-            return np.frombuffer(data, dtype).reshape(shape)
-        ndim, shape_code = data[0] >> 2, data[0] & 3
-        shape_dtype = np.dtype(SHAPE_DTYPES[shape_code])
+        if len(parts) > 2:  # a static shape: the values only
+            return np.frombuffer(data, dtype).reshape(tuple(int(d) for d in parts[2].split(",")))
+        ndim, shape_dtype = data[0] >> 2, np.dtype(SHAPE_DTYPES[data[0] & 3])
         end = 1 + ndim * shape_dtype.itemsize
         shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
         return np.frombuffer(data[end:], dtype).reshape(shape)
@@ -239,30 +238,48 @@ def decode_column(encoding: str, data: bytes):
     raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
 
 
-def shard_samples(folder: str | Path, info: dict, start: int = 0, stop: int | None = None):
-    """Samples `[start, stop)` of one shard, each a dict of column values."""
-    raw = shard_bytes(folder, info)
-    where = f"{Path(folder) / info['raw_data']['basename']}"
+def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
+    """Every sample (a dict of columns) of one raw shard, in order; `name` is used in errors."""
+    count = int(np.frombuffer(data[:4], np.uint32)[0]) if len(data) >= 4 else -1
+    if count < 0 or len(data) < 4 * (count + 2):
+        raise MDSFormatError(f"{name} is truncated ({len(data)} bytes: no complete sample table)")
+    offsets = np.frombuffer(data[4 : 4 * (count + 2)], np.uint32).astype(np.int64)
+    if offsets[-1] != len(data):
+        raise MDSFormatError(
+            f"{name} is truncated: its table ends at {offsets[-1]}, the file has {len(data)} bytes"
+        )
     names, encodings, sizes = info["column_names"], info["column_encodings"], info["column_sizes"]
-    variable = [i for i, size in enumerate(sizes) if size is None]
-    try:
-        count = int(np.frombuffer(raw, np.uint32, 1)[0])
-        offsets = np.frombuffer(raw, np.uint32, count + 1, offset=4).astype(np.int64)
-    except ValueError:
-        raise MDSFormatError(f"{where} is truncated (no complete sample table)") from None
-    if offsets[-1] > len(raw):
-        raise MDSFormatError(f"{where} is truncated: {len(raw)} bytes, its table needs {offsets[-1]}")
-    for i in range(start, count if stop is None else min(stop, count)):
-        sample = raw[offsets[i] : offsets[i + 1]]
-        lengths = list(sizes)
-        head = 4 * len(variable)
-        for k, size in zip(variable, np.frombuffer(sample[:head], np.uint32)):
-            lengths[k] = int(size)
-        row, pos = {}, head
-        for name, encoding, size in zip(names, encodings, lengths):
-            row[name] = decode_column(encoding, sample[pos : pos + size])
-            pos += size
-        yield row
+    for i in range(count):
+        try:
+            yield _decode_sample(data[offsets[i] : offsets[i + 1]], names, encodings, sizes)
+        except (ValueError, IndexError) as err:
+            if isinstance(err, MDSFormatError):
+                raise
+            raise MDSFormatError(f"{name} sample {i} does not decode ({err})") from None
+
+
+def _decode_sample(sample: bytes, names, encodings, sizes) -> dict:
+    lengths, pos = [], 0
+    for size in sizes:
+        if size is None:  # a variable-size column: its size leads the sample
+            size = int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0])
+            pos += 4
+        lengths.append(size)
+    row = {}
+    for column, encoding, length in zip(names, encodings, lengths):
+        row[column] = decode_column(encoding, sample[pos : pos + length])
+        pos += length
+    if pos != len(sample):
+        raise ValueError(f"its columns take {pos} bytes, the sample has {len(sample)}")
+    return row
+
+
+def shard_samples(folder: str | Path, info: dict, start: int = 0, stop: int | None = None) -> Iterator[dict]:
+    """Samples `[start, stop)` of one shard of an MDS folder."""
+    data = raw_shard_bytes(folder, info)
+    yield from itertools.islice(
+        iter_shard(data, info, str(Path(folder) / info["raw_data"]["basename"])), start, stop
+    )
 
 
 def shard_ranges(folder: str | Path, start: int = 0, stop: int | None = None) -> list[tuple[dict, int, int]]:
