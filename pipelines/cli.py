@@ -3,6 +3,7 @@
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
 prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
+prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
 """
 
 from __future__ import annotations
@@ -70,7 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
 
     _add_optional_commands(sub)
+    _add_eval(sub)
     return parser
+
+
+def _add_eval(sub) -> None:
+    """``prolong-data eval`` lives in the ``evaluation`` package (its parser imports no torch)."""
+    from evaluation.cli import add_parser
+
+    add_parser(sub)
 
 
 def _add_optional_commands(sub) -> None:
