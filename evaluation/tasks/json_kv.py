@@ -24,8 +24,8 @@ Base-format prompt::
     Key: "<query key>"
     Corresponding value:
 
-The object holds as many records as fit; to land within 1% of the length, one short record of
-random hex (never the queried one) tops the object up to the last few tokens.
+The object holds as many records as fit; to land within 1% of the length, one record of random
+hex of a fitted length (never the queried one) tops the object up to the last few tokens.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from evaluation.tasks.base import RecallTask
 INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
 ANSWER_PREFIX = "Corresponding value:"
 SHOTS = 2
-PAD_HEX = 60
-"""Hex characters of the longest top-up record."""
+PAD_HEX = 120
+"""Hex characters of the longest top-up record (longer than a UUID record, so it can stand in for one)."""
 
 
 def random_uuid(rng: random.Random) -> str:
@@ -95,12 +95,17 @@ class JsonKV(RecallTask):
                 f"json_kv cannot fit in {length} tokens ({error}); use longer --lengths"
             ) from error
         pad = None
-        if length - n > int(length * LENGTH_TOLERANCE / 4):
+        for filler in (k, k - 1):  # top up the gap; if even the shortest top-up is too long, one record fewer
+            if length - n <= int(length * LENGTH_TOLERANCE / 4) or filler < 0:
+                break
             try:
-                m, prompt, n = fit_to_length(lambda m: render(k, m)[0], fmt.count, length, PAD_HEX)
-                pad = m
-            except ValueError:  # even the shortest top-up record is too long: keep the gap
-                pass
+                m, padded, padded_n = fit_to_length(
+                    lambda m, filler=filler: render(filler, m)[0], fmt.count, length, PAD_HEX
+                )
+            except ValueError:
+                continue
+            if padded_n > n:
+                k, pad, prompt, n = filler, m, padded, padded_n
         if n < length * (1 - LENGTH_TOLERANCE):
             raise RuntimeError(f"json_kv: fitted {n} tokens for a target of {length}")
         prompt, start, end = render(k, pad)
