@@ -56,7 +56,7 @@ def results_markdown(summary: dict) -> str:
     settings = summary["settings"]
     lines.append(
         f"{settings['samples']} samples per task and length, seed {settings['seed']}, "
-        f"{'chat template' if settings['chat'] else 'base format'}, back end "
+        f"{'chat template' if settings['chat'] else 'base format'}, "
         + ", ".join(f"{k} {v}" for k, v in summary["backend"].items())
         + "."
     )
@@ -105,7 +105,9 @@ def plot_needle_depth(summary: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks) + 1, 3.4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(tasks), figsize=(3.2 * len(tasks) + 1, 3.6), squeeze=False, constrained_layout=True
+    )
     for ax, (task, cells) in zip(axes[0], tasks.items()):
         lengths = sorted(cells, key=int)
         depths = sorted({d for c in cells.values() for d in c["depths"]}, key=float)

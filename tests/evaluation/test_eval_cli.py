@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,34 @@ def test_lengths_accept_k_suffixes():
     from evaluation.cli import parse_lengths
 
     assert parse_lengths("8192, 16K,128k") == (8192, 16384, 131072)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_make_eval_on_a_tiny_export(tiny_model_dir, heldout_dir, tmp_path):
+    """``make eval`` with its CPU smoke settings (1K and 2K tokens) writes every output."""
+    out = tmp_path / "eval"
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    done = subprocess.run(
+        ["make", "-C", str(REPO), "-o", ".venv/.installed", "eval", f"MODEL={tiny_model_dir}",
+         f"HELDOUT={heldout_dir}", f"EVAL_OUT={out}", "GPU="],
+        capture_output=True, text=True, timeout=1800, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("prompts.jsonl", "results.jsonl", "doc_loss.jsonl", "results.json", "results.md"):
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["lengths"] == [1024, 2048]
+    assert {r["bucket"] for r in results["doc_loss"]["buckets"]} == {"0-1K", "1K-4K"}
+    assert (out / "needle_depth.png").is_file() and (out / "loss_by_position.png").is_file()
+
+
+def test_make_eval_without_an_export_says_what_to_do(tmp_path):
+    done = subprocess.run(
+        ["make", "-f", str(REPO / "Makefile"), "-o", ".venv/.installed", "eval"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no export under runs/*/hf" in done.stderr and "MODEL=" in done.stderr
