@@ -39,6 +39,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import Config, load_config, to_dict
 from trainer.data import build_loader, endless
+from trainer.evaluate import doc_loss_by_bucket, heldout_ids
 from trainer.loss import IGNORE_INDEX
 from trainer.metrics import (
     MetricsLog,
@@ -371,6 +372,7 @@ def train(cfg: Config, env: DistEnv) -> Path:
     stop = min(cfg.train.steps, cfg.train.stop_at_step or cfg.train.steps)
     log = open_metrics(run)
     batches = endless(run.loader)
+    heldout = heldout_ids(cfg, load_tokenizer(cfg.model)) if cfg.eval.every_steps else []
     bar = tqdm(total=stop, initial=start, disable=not (env.is_main and cfg.log.progress_bar), unit="step")
     try:
         for step in range(start + 1, stop + 1):
@@ -385,6 +387,9 @@ def train(cfg: Config, env: DistEnv) -> Path:
                     loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
                 )
             bar.update(1)
+            if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
+                buckets = doc_loss_by_bucket(run.model, heldout, cfg.eval.window, run.device, run.attention)
+                log.write({"step": step, **buckets})
             if step % cfg.checkpoint.every_steps == 0 or step == stop:
                 save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
     finally:
