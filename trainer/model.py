@@ -151,6 +151,13 @@ def rope_scaling_of(config) -> dict | None:
     return None if kind == "default" else dict(params)
 
 
+def rope_theta_of(config) -> float:
+    """The RoPE base of an HF config (``rope_theta`` in transformers 4.x, inside ``rope_parameters``
+    in 5.x)."""
+    params = getattr(config, "rope_parameters", None)
+    return float(params["rope_theta"] if params else config.rope_theta)
+
+
 def set_rope(config, rope_theta: float | None, scaling_policy: str | None) -> None:
     """Applies a stage's ``rope_theta`` to an HF config, keeping or dropping its RoPE scaling as
     ``scaling_policy`` says (``model.rope_scaling``), on transformers 4.x and 5.x alike."""
