@@ -236,16 +236,21 @@ class Config:
 def load_config(path: str | Path | None, args: list[str] | None = None, smoke: bool | None = None) -> Config:
     """Builds the Config from a YAML file and CLI overrides.
 
-    ``smoke``: None decides it here: on with ``--smoke`` (or a saved config's ``smoke: true``),
-    or when this machine has no CUDA device; the YAML's ``smoke:`` block is applied when smoke
-    mode is on.
+    ``smoke``: None decides it here: ``--smoke``/``--smoke=false`` if given, else a saved config's
+    ``smoke: true|false``, else on exactly when this machine has no CUDA device; the YAML's
+    ``smoke:`` block is applied when smoke mode is on.
     """
     raw = read_yaml(path) if path else {}
     overrides = parse_overrides(args or [])
     smoke_value = raw.pop("smoke", None)  # the smoke block, or a saved config's `smoke: true`
     smoke_block = smoke_value if isinstance(smoke_value, dict) else {}
     if smoke is None:
-        smoke = bool(overrides.get("smoke", smoke_value is True)) or not _has_cuda()
+        if "smoke" in overrides:
+            smoke = bool(overrides["smoke"])
+        elif isinstance(smoke_value, bool):  # a saved config says what it was
+            smoke = smoke_value
+        else:
+            smoke = not _has_cuda()
     tree = merge(Config, raw, smoke_block, "smoke") if smoke else raw
     tree = merge(Config, tree, overrides)
     tree["smoke"] = smoke
