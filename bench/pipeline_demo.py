@@ -12,7 +12,7 @@ The sample corpus is small, so `--copies K` repeats books, textbooks and ShortMi
 copy's text made unique so exact dedup keeps it); code repositories are the demo's packages.
 Peak memory per worker is each worker process's maximum RSS, recorded at the end of its tasks.
 
-    python bench/pipeline_demo.py --corpus ../shared/corpus --out bench/results/pipeline_demo.md
+    python bench/pipeline_demo.py --corpus examples/corpus --out bench/results/pipeline_demo.md
 """
 
 from __future__ import annotations

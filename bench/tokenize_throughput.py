@@ -7,7 +7,7 @@ run, worker start-up included), the ratio, peak RSS per worker, whether the toke
 identical, and ours as a share of the bare tokenizer engine (the engine our path picks, in as
 many processes as workers, over the same texts in memory, load not timed: the upper limit).
 
-    python bench/tokenize_throughput.py --corpus ../shared/corpus --out bench/results/tokenize_throughput.md
+    python bench/tokenize_throughput.py --corpus examples/corpus --out bench/results/tokenize_throughput.md
 """
 
 from __future__ import annotations

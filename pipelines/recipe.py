@@ -113,7 +113,7 @@ class DomainConfig:
     """One domain folder of the mixture."""
 
     name: str
-    """The folder name (GUIDE.md section 3), also the `domain` column of its samples."""
+    """The folder name (docs/prolong-recipe.md), also the `domain` column of its samples."""
     group: str
     """`long` or `short`: `--long-share` rescales the two groups, keeping ratios inside each."""
     proportion: float

@@ -61,13 +61,13 @@ def test_fast_engines_from_meta_model_equal_hf_on_books(engine, llama3_tok, book
 def _short_and_code_texts(corpus) -> list[str]:
     """The first rows of every ShortMix file, and some of this repository's Python sources."""
     import itertools
-    import json
     from pathlib import Path
 
+    from corpus_files import iter_rows
+
     texts = []
-    for path in sorted((corpus / "short").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as rows:
-            texts += [json.loads(line)["text"] for line in itertools.islice(rows, 150)]
+    for name in ("dict", "instruct", "math", "qa", "wiki"):
+        texts += [row["text"] for row in itertools.islice(iter_rows(corpus, f"short/{name}.jsonl"), 150)]
     sources = sorted(Path(T.__file__).parent.rglob("*.py"))[:20]
     return texts + [p.read_text(encoding="utf-8") for p in sources]
 
