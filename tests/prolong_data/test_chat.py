@@ -66,7 +66,10 @@ def test_system_turn_and_builtin_template_match_the_tokenizers(llama3_tok, encod
     ids2, mask2 = builtin.encode(messages)
     assert np.array_equal(ids, ids2) and np.array_equal(mask, mask2)
     assert llama3_tok.decode(ids[mask == 1].tolist()) == "4<|eot_id|>"
-    assert ChatTemplate.for_tokenizer("llama3", llama3_tok).source == LLAMA3_TEMPLATE
+    packaged = ChatTemplate.for_tokenizer("llama3", llama3_tok)  # the packaged tokenizer_config.json's
+    for prompt in (False, True):
+        args = dict(messages=messages, bos_token="<|begin_of_text|>", add_generation_prompt=prompt)
+        assert packaged.compiled.render(**args) == builtin.template.compiled.render(**args)
 
 
 @pytest.mark.parametrize(

@@ -23,14 +23,6 @@ def test_import_prolong_data_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_llama3_builds_offline_with_the_same_vocabulary(llama3_tok):
-    tok = T.load_tokenizer("llama3")
-    assert tok.vocab_size == 128256
-    assert (tok.bos_id, tok.eos_id) == (128000, 128001)
-    assert tok.vocab_hash == llama3_tok.vocab_hash
-    assert tok.hf.token_to_id("<|eot_id|>") == 128009
-
-
 def test_load_tokenizer_from_folder_and_missing_path(tokenizer_json, tmp_path):
     from pathlib import Path
 
