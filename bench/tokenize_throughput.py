@@ -242,7 +242,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    parser.add_argument("--corpus", type=Path, default=REPO / "examples" / "corpus")
     parser.add_argument("--tokenizer", default=None, help="default: the packaged llama3 tokenizer.json")
     parser.add_argument("--min-tokens", type=int, default=20_000_000)
     parser.add_argument("--tasks", type=int, default=2)
