@@ -15,8 +15,9 @@ from prolong_data.sources.files import list_input_files
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED = REPO / "examples" / "corpus"
 DEMO_RECIPES = ("demo", "demo-512k", "sft-demo")
-# Built from pieces so that this file does not contain what it looks for.
-OUTSIDE_REFERENCES = ("../" + "shared", "GUIDE" + ".md")
+# The workspace's corpus folder and guide, in the spellings a path or a link would use; built
+# from pieces so that this file does not contain what it looks for.
+OUTSIDE_REFERENCES = ("../" + "shared", "shared" + "/corpus", '"shared"' + " /", "GUIDE" + ".md")
 CORPUS_BUDGET = 8_000_000  # bytes of examples/corpus in git (all files are stored compressed)
 
 
