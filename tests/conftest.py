@@ -36,7 +36,7 @@ def llama3_tok(tokenizer_json):
 
 @pytest.fixture(scope="session")
 def book_texts(corpus) -> dict[str, str]:
-    """Every sample book (training and held-out), raw (BOM, CRLF and Gutenberg header kept), by
-    file name without `.gz`."""
+    """Every sample book (training and held-out) as text mode reads it (BOM and Gutenberg header
+    kept, line ends as `\n`), by file name without `.gz`."""
     paths = book_files(corpus / "books") + book_files(corpus / "heldout")
     return {plain_name(p): read_text(p) for p in sorted(paths, key=plain_name)}

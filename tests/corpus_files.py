@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -29,7 +30,8 @@ def read_bytes(path: Path) -> bytes:
 
 
 def read_text(path: Path) -> str:
-    return read_bytes(path).decode("utf-8")
+    """The file's text as `Path.read_text` gives it: UTF-8, line ends (CRLF, CR) read as `\n`."""
+    return io.TextIOWrapper(io.BytesIO(read_bytes(path)), encoding="utf-8").read()
 
 
 def iter_rows(corpus: Path, relative: str) -> Iterator[dict]:
