@@ -15,7 +15,9 @@ Shard file layout (what `streaming` reads)::
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,9 @@ VALUE_DTYPES = {
 SHAPE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 FIXED_SIZES = {"int": 8}
 COMPRESSIONS = {None: None, "zstd": ("zstd", 3)}
-DEFAULT_SIZE_LIMIT = 1 << 26
+"""Shard compressions: name -> (file suffix, zstd level), as streaming names and levels them."""
+DEFAULT_SIZE_LIMIT = 1 << 27
+"""Bytes per shard file before a new one starts (128 MiB)."""
 
 
 def encode_ndarray(encoding: str, value: np.ndarray) -> bytes:
@@ -125,10 +129,12 @@ class NativeMDSWriter:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {}}
         zip_info = None
         if self.compression:
-            import zstd
+            import zstandard
 
             algo, level = COMPRESSIONS[self.compression]
-            data = zstd.compress(raw, level)
+            # streaming's `zstd.compress` runs zstd's multi-threaded mode (whose output does not
+            # depend on the worker count, but differs from the single-threaded mode's): same bytes
+            data = zstandard.ZstdCompressor(level=level, threads=1).compress(raw)
             zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": {}}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:
@@ -167,3 +173,129 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
         json.dump({"version": 2, "shards": shards}, f)
     tmp.replace(path)  # atomic: a reader never sees half an index
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+class MDSFormatError(ValueError):
+    """An MDS folder or shard this reader cannot read; the message names the file."""
+
+
+def read_index(folder: str | Path) -> list[dict]:
+    """The shard entries of `folder/index.json` (a merged index lists rank sub-folders' shards)."""
+    path = Path(folder) / "index.json"
+    try:
+        index = json.loads(path.read_text())
+        shards = index["shards"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise MDSFormatError(f"{path} is not a valid MDS index ({type(err).__name__}: {err})") from None
+    if index.get("version") != 2:
+        raise MDSFormatError(f"{path}: index version {index.get('version')!r}, this reader reads version 2")
+    return shards
+
+
+def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
+    """The uncompressed bytes of one shard: its raw file, else its `.zstd` file decompressed in memory."""
+    folder = Path(folder)
+    raw = folder / info["raw_data"]["basename"]
+    if raw.is_file():
+        return raw.read_bytes()
+    zipped = info.get("zip_data")
+    if not zipped:
+        raise FileNotFoundError(f"shard {raw} is missing")
+    path = folder / zipped["basename"]
+    if str(info.get("compression") or "").split(":")[0] != "zstd":
+        raise MDSFormatError(f"{path}: compression {info.get('compression')!r} is not supported (zstd is)")
+    import zstandard
+
+    try:
+        with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
+            return reader.read()
+    except zstandard.ZstdError as err:
+        raise MDSFormatError(f"{path} does not decompress ({err})") from None
+
+
+def decode_column(encoding: str, data: bytes):
+    """One column value from its bytes: `ndarray:<dtype>[:<shape>]`, `str`, `bytes` or `int`."""
+    if encoding.startswith("ndarray:"):
+        parts = encoding.split(":")
+        dtype = np.dtype(parts[1])
+        if len(parts) > 2:  # a static shape: the values only
+            return np.frombuffer(data, dtype).reshape(tuple(int(d) for d in parts[2].split(",")))
+        ndim, shape_dtype = data[0] >> 2, np.dtype(SHAPE_DTYPES[data[0] & 3])
+        end = 1 + ndim * shape_dtype.itemsize
+        shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
+        return np.frombuffer(data[end:], dtype).reshape(shape)
+    if encoding == "str":
+        return data.decode("utf-8")
+    if encoding == "bytes":
+        return data
+    if encoding == "int":
+        return int(np.frombuffer(data, np.int64)[0])
+    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
+
+
+def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
+    """Every sample (a dict of columns) of one raw shard, in order; `name` is used in errors."""
+    count = int(np.frombuffer(data[:4], np.uint32)[0]) if len(data) >= 4 else -1
+    if count < 0 or len(data) < 4 * (count + 2):
+        raise MDSFormatError(f"{name} is truncated ({len(data)} bytes: no complete sample table)")
+    offsets = np.frombuffer(data[4 : 4 * (count + 2)], np.uint32).astype(np.int64)
+    if offsets[-1] != len(data):
+        raise MDSFormatError(
+            f"{name} is truncated: its table ends at {offsets[-1]}, the file has {len(data)} bytes"
+        )
+    names, encodings, sizes = info["column_names"], info["column_encodings"], info["column_sizes"]
+    for i in range(count):
+        try:
+            yield _decode_sample(data[offsets[i] : offsets[i + 1]], names, encodings, sizes)
+        except (ValueError, IndexError) as err:
+            if isinstance(err, MDSFormatError):
+                raise
+            raise MDSFormatError(f"{name} sample {i} does not decode ({err})") from None
+
+
+def _decode_sample(sample: bytes, names, encodings, sizes) -> dict:
+    lengths, pos = [], 0
+    for size in sizes:
+        if size is None:  # a variable-size column: its size leads the sample
+            size = int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0])
+            pos += 4
+        lengths.append(size)
+    row = {}
+    for column, encoding, length in zip(names, encodings, lengths):
+        row[column] = decode_column(encoding, sample[pos : pos + length])
+        pos += length
+    if pos != len(sample):
+        raise ValueError(f"its columns take {pos} bytes, the sample has {len(sample)}")
+    return row
+
+
+def shard_samples(folder: str | Path, info: dict, start: int = 0, stop: int | None = None) -> Iterator[dict]:
+    """Samples `[start, stop)` of one shard of an MDS folder."""
+    data = raw_shard_bytes(folder, info)
+    yield from itertools.islice(
+        iter_shard(data, info, str(Path(folder) / info["raw_data"]["basename"])), start, stop
+    )
+
+
+def shard_ranges(folder: str | Path, start: int = 0, stop: int | None = None) -> list[tuple[dict, int, int]]:
+    """(shard entry, first, end) of the shards holding samples `[start, stop)` of an MDS folder,
+    in index order, with sample numbers local to each shard."""
+    ranges, first = [], 0
+    for info in read_index(folder):
+        count = int(info["samples"])
+        lo, hi = max(start - first, 0), count if stop is None else min(stop - first, count)
+        if lo < hi:
+            ranges.append((info, lo, hi))
+        first += count
+    return ranges
+
+
+def iter_samples(folder: str | Path, start: int = 0, stop: int | None = None):
+    """Samples `[start, stop)` of an MDS folder in index order (shards outside are not read)."""
+    for info, lo, hi in shard_ranges(folder, start, stop):
+        yield from shard_samples(folder, info, lo, hi)
