@@ -119,7 +119,7 @@ def build_options(args: argparse.Namespace):
     return BuildOptions(
         out=Path(args.out),
         tasks=args.tasks,
-        workers=args.workers or os.cpu_count() or 1,
+        workers=args.workers if args.workers is not None else os.cpu_count() or 1,
         executor=args.executor,
         slurm=slurm,
         ray=ray,
@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         if args.mixture_file != "mixture.json":
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
-    except (ValueError, SourcePathError, BuildError, FileNotFoundError) as err:
+    except (ValueError, SourcePathError, BuildError, OSError) as err:
+        # every error a user can cause: one message saying what to fix, no traceback
         print(f"shards: {err}", file=sys.stderr)
         return 2
     return 0

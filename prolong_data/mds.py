@@ -22,16 +22,10 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.contract import HASHES, TOKEN_DTYPE, columns
 from prolong_data.mds_format import NativeMDSWriter, merge_indexes
 from prolong_data.packing.sequence import PackedSequence
 
-PRETRAIN_COLUMNS = {
-    "input_ids": "ndarray:uint32",
-    "indices": "ndarray:uint32",
-    "domain": "str",
-    "length": "int",
-}
-SFT_COLUMNS = {**PRETRAIN_COLUMNS, "mask": "ndarray:uint8"}
 MANIFEST = "manifest.json"
 RANK_PREFIX = "rank-"
 COMPRESSIONS = (None, "zstd")
@@ -46,8 +40,8 @@ def rank_folder(domain_folder: str | Path, rank: int) -> Path:
 def sample_of(seq: PackedSequence, domain: str) -> dict:
     """The MDS row of one packed sequence."""
     row = {
-        "input_ids": np.ascontiguousarray(seq.input_ids, dtype=np.uint32),
-        "indices": np.ascontiguousarray(seq.indices, dtype=np.uint32),
+        "input_ids": np.ascontiguousarray(seq.input_ids, dtype=TOKEN_DTYPE),
+        "indices": np.ascontiguousarray(seq.indices, dtype=TOKEN_DTYPE),
         "domain": domain,
         "length": seq.seq_len,
     }
@@ -83,7 +77,7 @@ class MDSShardWriter(PipelineStep):
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         self.output_folder = str(output_folder)
         self.domain, self.seq_len = domain, seq_len
-        self.columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
+        self.columns = columns(with_mask)
         self.compression, self.size_limit = compression, size_limit
         if backend not in WRITER_BACKENDS:
             raise ValueError(f"backend must be one of {WRITER_BACKENDS}, got {backend!r}")
@@ -94,9 +88,15 @@ class MDSShardWriter(PipelineStep):
             from streaming import MDSWriter
 
             return MDSWriter(
-                out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit
+                out=str(out),
+                columns=self.columns,
+                compression=self.compression,
+                size_limit=self.size_limit,
+                hashes=list(HASHES),
             )
-        return NativeMDSWriter(out, self.columns, compression=self.compression, size_limit=self.size_limit)
+        return NativeMDSWriter(
+            out, self.columns, compression=self.compression, size_limit=self.size_limit, hashes=HASHES
+        )
 
     def run(self, data: Iterator[PackedSequence], rank: int = 0, world_size: int = 1):
         out = rank_folder(self.output_folder, rank)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from prolong_data.inspect import iter_samples, verify
+from prolong_data.inspection import iter_samples
 from prolong_data.mds import read_manifest
+from prolong_data.verify import verify
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
