@@ -9,6 +9,7 @@ Python's standard library and site-packages, whose packages serve as real code r
 from __future__ import annotations
 
 import dataclasses
+import os
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,21 +290,29 @@ class Recipe:
                     f"unknown placeholder {err} in {text!r}; use {{corpus}}, {{stdlib}} or {{purelib}}"
                 ) from None
 
+        def local(
+            path: str,
+        ) -> str:  # relative to the working folder, once: a resumed build reads the same files
+            return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
         domains = [
             dataclasses.replace(
                 d,
                 sources=[
                     dataclasses.replace(
-                        s, paths=[expand(p) for p in s.paths], data_files=[expand(f) for f in s.data_files]
+                        s,
+                        paths=[local(expand(p)) for p in s.paths],
+                        data_files=[local(expand(f)) for f in s.data_files],
                     )
                     for s in d.sources
                 ],
             )
             for d in self.domains
         ]
-        return dataclasses.replace(
-            self, tokenizer=expand(self.tokenizer), domains=domains, corpus=places["corpus"]
-        )
+        tokenizer = expand(self.tokenizer)
+        if tokenizer != "llama3" and Path(tokenizer).expanduser().exists():  # a local file or folder
+            tokenizer = local(tokenizer)
+        return dataclasses.replace(self, tokenizer=tokenizer, domains=domains, corpus=places["corpus"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -195,12 +195,13 @@ def check_ranks(folder: Path, shards: list[dict], manifest: dict, report: Verify
     ranks = sorted(p for p in folder.glob(RANK_GLOB) if p.is_dir())
     expected: list[dict] = []
     for rank in ranks:
+        if not (rank / "index.json").is_file():
+            report.problems.append(f"{rank}/index.json is missing")
+            continue
         try:
             rank_shards = read_index(rank)
         except MDSFormatError as err:
-            report.problems.append(
-                str(err) if (rank / "index.json").is_file() else f"{rank}/index.json is missing"
-            )
+            report.problems.append(str(err))
             continue
         for info in rank_shards:
             for key in ("raw_data", "zip_data"):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prolong_data.contract import check_spans  # the shard contract's span rule (a ValueError)
 from trainer.loss import IGNORE_INDEX
 
 
@@ -39,18 +40,6 @@ def load_mixture(path: str | Path) -> tuple[list[tuple[str, str, float]], int]:
         for s in spec["streams"]
     ]
     return streams, int(spec["seq_len"])
-
-
-def check_spans(indices: np.ndarray, seq_len: int) -> None:
-    """Raises ValueError unless ``indices`` (n, 2) are contiguous non-empty spans covering [0, seq_len)."""
-    if indices.ndim != 2 or indices.shape[1] != 2 or len(indices) == 0:
-        raise ValueError(
-            f"indices must have shape (n, 2) with n >= 1, got {indices.shape}; rebuild the shards"
-        )
-    starts, ends = indices[:, 0].astype(np.int64), indices[:, 1].astype(np.int64)
-    contiguous = starts[0] == 0 and ends[-1] == seq_len and np.array_equal(starts[1:], ends[:-1])
-    if not contiguous or np.any(ends <= starts):
-        raise ValueError(f"document spans {indices.tolist()} do not tile [0, {seq_len}); rebuild the shards")
 
 
 def position_ids_from_spans(indices: np.ndarray, seq_len: int) -> np.ndarray:
