@@ -116,12 +116,11 @@ def domain_tasks(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int
 
 def source_reader(source: SourceConfig, bad_input_file: str, utf8: str) -> PipelineStep:
     """The reader step of one source."""
-    common = {"glob": source.glob, "bad_input_file": bad_input_file}
+    common = {"glob": source.glob, "bad_input_file": bad_input_file, "max_file_bytes": source.max_file_bytes}
     if source.kind == "code_folders":
         return RepoFolderReader(
             source.paths,
             include=source.include or None,
-            max_file_bytes=source.max_file_bytes,
             min_files=source.min_files,
             **common,
         )

@@ -62,8 +62,10 @@ class SourceConfig:
     URLs; `{corpus}` is expanded. Empty for a dataset named on the hub."""
     chat_format: str = "messages"
     """`chat`: `messages` (UltraChat-style `messages` lists) or `tulu-text` (Tulu-v2 text chats)."""
-    max_file_bytes: int = 1_000_000
-    """`code_folders`: files larger than this are skipped (counted)."""
+    max_file_bytes: int | None = None
+    """Input files larger than this many bytes are skipped (counted); default: 1,000,000 for a
+    `code_folders` file, 256 MiB for a book (read whole), no bound for a rows file (read one row
+    at a time, each row at most 256 MiB)."""
     min_files: int = 2
     """`code_folders` / `code_rows`: repositories with fewer kept files are dropped (counted)."""
 

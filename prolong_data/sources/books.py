@@ -12,7 +12,13 @@ import re
 from collections.abc import Iterator
 
 from prolong_data.sources.base import SourceReader, document, relative_source
-from prolong_data.sources.files import decode_utf8, open_binary
+from prolong_data.sources.files import (
+    TRUNCATED_ERRORS,
+    OversizedFileError,
+    decode_utf8,
+    open_binary,
+    read_bounded,
+)
 
 GUTENBERG_START = re.compile(
     r"^\*\*\* ?START OF (?:THE|THIS) PROJECT GUTENBERG E(?:BOOK|TEXT)\b.*$", re.M | re.I
@@ -47,6 +53,7 @@ class BookFolderReader(SourceReader):
 
     name = "book files"
     suffixes = (".txt", ".txt.gz", ".txt.zst")
+    default_max_file_bytes = 256 << 20  # a book is read whole into memory
 
     def __init__(self, paths, *, utf8: str = "repair", **kwargs):
         super().__init__(paths, **kwargs)
@@ -55,9 +62,16 @@ class BookFolderReader(SourceReader):
         self.utf8 = utf8
 
     def read_unit(self, unit: str) -> Iterator:
+        chunks: list[bytes] = []
         try:
             with open_binary(unit) as f:
-                raw = f.read()
+                raw = read_bounded(f, self.max_file_bytes, unit, into=chunks)
+        except OversizedFileError as err:
+            self.bad.add("oversized_file", unit, None, str(err))
+            return
+        except TRUNCATED_ERRORS as err:  # a compressed book that ends early: keep what was read
+            self.bad.add("truncated_file", unit, None, f"{type(err).__name__}: {err}")
+            raw = b"".join(chunks)
         except OSError as err:
             self.bad.add("unreadable_file", unit, None, str(err))
             return

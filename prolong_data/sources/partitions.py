@@ -12,6 +12,7 @@ task truncates all its partition files first, so a killed task leaves nothing be
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class HashPartitionWriter(PipelineStep):
             for doc in data or ():
                 p = key_hash(self.key_of(doc)) % self.partitions
                 row = {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
-                writers[p].write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+                writers[p].write(_dumps(row) + b"\n")
                 self.stat_update("documents")
         finally:
             for writer, f in zip(writers, files):
@@ -100,6 +101,22 @@ class PartitionReader(PipelineStep):
     def _documents(self, lines: list[bytes]) -> Iterator[Document]:
         for line in lines:
             if line:
-                row = orjson.loads(line)
+                row = _loads(line)
                 self.stat_update("documents")
                 yield Document(text=row["text"], id=row["id"], metadata=row["metadata"])
+
+
+def _dumps(row: dict) -> bytes:
+    """One partition line; the stdlib's ASCII-escaped JSON when orjson refuses a string (a lone
+    surrogate that reached an id or metadata field), so no document stops the build."""
+    try:
+        return orjson.dumps(row, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(row, sort_keys=True, separators=(",", ":")).encode("ascii")
+
+
+def _loads(line: bytes) -> dict:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:  # `_dumps`' stdlib escapes of lone surrogates
+        return json.loads(line)

@@ -16,7 +16,7 @@ import orjson
 
 from prolong_data.sources.base import SourceReader, document, relative_source
 from prolong_data.sources.books import clean_book_text
-from prolong_data.sources.files import decode_utf8, iter_lines, open_binary
+from prolong_data.sources.files import MAX_LINE_BYTES, TRUNCATED_ERRORS, decode_utf8, iter_lines, open_binary
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
@@ -120,6 +120,9 @@ class TextRowsReader(SourceReader):
         try:
             for line, raw in iter_lines(unit):
                 seen_any = True
+                if raw is None:
+                    self.bad.add("oversized_row", unit, line, f"longer than {MAX_LINE_BYTES:,} bytes")
+                    continue
                 if not raw.strip():
                     continue
                 text, invalid = decode_utf8(raw, repair=self.utf8 == "repair")
@@ -135,6 +138,9 @@ class TextRowsReader(SourceReader):
                     self.bad.add("not_an_object", unit, line, type(row).__name__)
                 else:
                     yield line, row
+        except TRUNCATED_ERRORS as err:  # a compressed file that ends early: the rows before it stay
+            self.bad.add("truncated_file", unit, None, f"{type(err).__name__}: {err}")
+            return
         except OSError as err:
             self.bad.add("unreadable_file", unit, None, str(err))
             return

@@ -136,7 +136,7 @@ def test_packed_sft_shards_mask_back_to_the_assistant_messages(tmp_path, corpus,
     from prolong_data.verify import verify
 
     seq_len = 4096
-    out = tmp_path / "sft"
+    out = tmp_path / "ultrachat"  # the folder is named after the domain (the contract)
     pipeline = [
         ChatRowsReader(str(corpus / "sft" / "chat.jsonl"), limit=300),
         TokenizeChats(tokenizer_json),
