@@ -109,6 +109,12 @@ class PackConfig:
             raise ValueError(f"pack too_long {self.too_long!r} must be `truncate` or `drop`")
         if self.mode == "length_binned" and not self.chunk_len:
             raise ValueError("pack mode length_binned needs `chunk_len` (e.g. 65536)")
+        if self.chunk_len is not None and self.chunk_len <= 0:
+            raise ValueError(f"pack chunk_len must be positive (e.g. 65536), got {self.chunk_len}")
+        if any(b <= 0 for b in self.bins):
+            raise ValueError(f"pack bins must be positive token counts, got {self.bins}")
+        if self.min_tokens is not None and self.min_tokens < 0:
+            raise ValueError(f"pack min_tokens must be >= 0, got {self.min_tokens}")
 
 
 @dataclass(kw_only=True)
@@ -359,7 +365,16 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         path = RECIPES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ValueError(f"no recipe {name_or_path!r}: give a YAML file or one of {recipe_names()}")
-    return recipe_from_dict(yaml.safe_load(path.read_text()), where=path.name)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1} column {mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or str(err)
+        raise ValueError(f"recipe {where}: YAML syntax error ({problem}); fix the file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"recipe {path} cannot be read ({err})") from None
+    return recipe_from_dict(data, where=path.name)
 
 
 def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:

@@ -24,7 +24,8 @@ from fsspec.utils import infer_compression
 
 MAX_LINE_BYTES = 256 << 20
 """A JSON line longer than this is skipped (counted): one row is read into memory at a time."""
-CHUNK = 1 << 20
+CHUNK = 1 << 16
+"""Bytes per read: a stream that fails loses at most its last chunk."""
 
 
 class SourcePathError(FileNotFoundError):

@@ -53,6 +53,8 @@ class TextRowsReader(SourceReader):
 
     name = "text rows"
     suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
+    max_line_bytes = MAX_LINE_BYTES
+    """A JSON line longer than this is skipped (counted as `oversized_row`)."""
 
     def __init__(
         self,
@@ -118,10 +120,10 @@ class TextRowsReader(SourceReader):
     def _jsonl_rows(self, unit: str) -> Iterator[tuple[int, dict]]:
         seen_any = False
         try:
-            for line, raw in iter_lines(unit):
+            for line, raw in iter_lines(unit, self.max_line_bytes):
                 seen_any = True
                 if raw is None:
-                    self.bad.add("oversized_row", unit, line, f"longer than {MAX_LINE_BYTES:,} bytes")
+                    self.bad.add("oversized_row", unit, line, f"longer than {self.max_line_bytes:,} bytes")
                     continue
                 if not raw.strip():
                     continue
