@@ -320,7 +320,16 @@ class Recipe:
         tokenizer = expand(self.tokenizer)
         if tokenizer != "llama3" and Path(tokenizer).expanduser().exists():  # a local file or folder
             tokenizer = local(tokenizer)
-        return dataclasses.replace(self, tokenizer=tokenizer, domains=domains, corpus=places["corpus"])
+        texts = [self.tokenizer] + [
+            p for d in self.domains for s in d.sources for p in (*s.paths, *s.data_files)
+        ]
+        used = any("{corpus}" in t for t in texts)  # else the default stays as written: it changes nothing
+        return dataclasses.replace(
+            self,
+            tokenizer=tokenizer,
+            domains=domains,
+            corpus=places["corpus"] if used or corpus else self.corpus,
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
