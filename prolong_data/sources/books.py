@@ -72,6 +72,8 @@ class BookFolderReader(SourceReader):
         except TRUNCATED_ERRORS as err:  # a compressed book that ends early: keep what was read
             self.bad.add("truncated_file", unit, None, f"{type(err).__name__}: {err}")
             raw = b"".join(chunks)
+            if not raw.strip():
+                return
         except OSError as err:
             self.bad.add("unreadable_file", unit, None, str(err))
             return
