@@ -56,6 +56,25 @@ def test_a_fresh_zstd_build_verifies_and_inspects(zstd_build, capsys, tmp_path):
     assert "book-1024" in capsys.readouterr().out
 
 
+def test_the_build_layout_names_what_a_build_writes(zstd_build):
+    from prolong_data.layout import BuildLayout
+
+    layout = BuildLayout(zstd_build)
+    for path in (layout.mixture, layout.manifest, layout.recipe, layout.options, layout.report / "report.md"):
+        assert path.is_file(), path
+    assert (layout.domain(BOOK) / "index.json").is_file() and layout.partitions(BOOK).is_dir()
+    assert layout.stats_file("build", BOOK, 1).is_file() and layout.stats_file("read", BOOK, 0).is_file()
+    assert layout.completion("read", 0).is_file() and layout.completion("build", 0).is_file()
+    assert Path(layout.bad_input_pattern("qa", 0).format(rank=0)).is_file()
+    assert sorted(p.name for p in layout.work.iterdir()) == [
+        "bad_input",
+        "logs",
+        "options.json",
+        "partitions",
+        "stats",
+    ]
+
+
 def _shard(build: Path, domain: str = BOOK) -> Path:
     return sorted((build / domain).glob("rank-*/shard.*.mds.zstd"))[0]
 
