@@ -6,7 +6,9 @@
         [--mixture-only [--mixture-file NAME]] [--fresh] [--no-report]
 
 Run the same command again after a crash or a kill: finished tasks are skipped and the shards
-come out identical to an uninterrupted build.
+come out identical to an uninterrupted build; finished tasks whose outputs were damaged since are
+run again. Exit status: 0 built; 1 a task failed (see its log; rerun to resume); 2 a user error
+(the message says what to fix; nothing in --out was changed). docs/guarantees.md has the details.
 """
 
 from __future__ import annotations
@@ -146,4 +148,7 @@ def run(args: argparse.Namespace) -> int:
         # every error a user can cause: one message saying what to fix, no traceback
         print(f"shards: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a task failed (its log says why); a rerun resumes
+        print(f"shards: {err}", file=sys.stderr)
+        return 1
     return 0
