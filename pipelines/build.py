@@ -183,7 +183,7 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
         key = "repo" if is_repo_rows else "text"
         read_steps = [*source_steps, HashPartitionWriter(str(partitions), n, key=key)]
 
-    build_steps: list = [PartitionReader(str(partitions))] if shuffle else list(source_steps)
+    build_steps: list = [PartitionReader(str(partitions), sources=n)] if shuffle else list(source_steps)
     if is_repo_rows:
         build_steps.append(ConcatRepos(min_files=min(s.min_files for s in domain.sources)))
     if domain.dedup:

@@ -46,10 +46,13 @@ def task_problem(layout: BuildLayout, plan, pass_name: str, steps: list, rank: i
         if problem:
             return problem
     if pass_name == "read":
-        for part in range(plan.tasks):
+        sizes = json.loads(files[0].read_text()).get("partition_bytes") or [None] * plan.tasks
+        for part, size in zip(range(plan.tasks), sizes):
             path = partition_file(plan.partitions, part, rank)
             if not path.is_file():
                 return f"{path} is missing"
+            if size is not None and path.stat().st_size != size:
+                return f"{path} has {path.stat().st_size:,} bytes, its task wrote {size:,}"
         return None
     return rank_problem(rank_folder(plan.folder, rank))
 

@@ -23,6 +23,10 @@ from datatrove.pipeline.base import PipelineStep
 PARTITION_KEYS = ("text", "repo")
 
 
+class PartitionError(RuntimeError):
+    """A partition file that is missing or truncated; the message says what to run."""
+
+
 def key_hash(value: str) -> int:
     """A stable 64-bit hash (Python's `hash` differs between processes)."""
     return int.from_bytes(
@@ -71,7 +75,12 @@ class HashPartitionWriter(PipelineStep):
             for writer, f in zip(writers, files):
                 writer.close()
                 f.close()
+        self._bytes = [partition_file(self.folder, p, rank).stat().st_size for p in range(self.partitions)]
         return iter(())
+
+    def report_extra(self) -> dict:
+        """The size of each partition file this task wrote (a rerun checks them before skipping it)."""
+        return {"partition_bytes": getattr(self, "_bytes", [])}
 
 
 class PartitionReader(PipelineStep):
@@ -80,21 +89,37 @@ class PartitionReader(PipelineStep):
     name = "hash partition (read)"
     type = "📖 - READER"
 
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, sources: int | None = None):
         super().__init__()
         self.folder = str(folder)
+        self.sources = sources
+        """How many pass-one tasks wrote the partitions: each one's file must be there (None: read
+        the files that are there)."""
 
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
+        """Every document of partition `rank`; a missing (with `sources`) or truncated partition
+        file raises `PartitionError`: the task fails instead of losing documents."""
         import zstandard
 
         part = partition_file(self.folder, rank, 0).parent
-        for path in sorted(part.glob("from-*.jsonl.zst")):
-            with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
+        if self.sources is None:
+            paths = sorted(part.glob("from-*.jsonl.zst"))
+        else:
+            paths = [partition_file(self.folder, rank, source) for source in range(self.sources)]
+        for path in paths:
+            if not path.is_file():
+                raise PartitionError(f"{path} is missing: run the same command again (its read task reruns)")
+            with open(path, "rb") as f:
+                stream = zstandard.ZstdDecompressor().decompressobj()
                 buffer = b""
-                while chunk := reader.read(1 << 20):
-                    buffer += chunk
+                while chunk := f.read(1 << 20):
+                    buffer += stream.decompress(chunk)
                     *lines, buffer = buffer.split(b"\n")
                     yield from self._documents(lines)
+                if not stream.eof:
+                    raise PartitionError(
+                        f"{path} is truncated: run the same command again (its read task reruns)"
+                    )
                 if buffer:
                     yield from self._documents([buffer])
 

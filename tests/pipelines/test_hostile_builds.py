@@ -127,6 +127,8 @@ def damage_shards_and_rank_indexes(out: Path) -> None:
     index = json.loads(rank0.read_text())
     index["shards"][0]["samples"] -= 1
     rank0.write_text(json.dumps(index))
+    part = out / ".build" / "partitions" / "code-512" / "part-00001" / "from-00000.jsonl.zst"
+    part.write_bytes(part.read_bytes()[:-10])  # a truncated partition: its read task reruns
 
 
 def damage_folders_reports_and_work_files(out: Path) -> None:

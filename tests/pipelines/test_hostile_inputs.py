@@ -102,6 +102,28 @@ def test_lone_surrogate_ids_and_undecodable_file_names_pass_the_partition(tmp_pa
     assert sorted(d.id for d in back) == sorted([d.id for d in docs] * 2)
 
 
+def test_a_missing_or_truncated_partition_fails_the_task_instead_of_losing_documents(tmp_path):
+    from datatrove.data import Document
+
+    from prolong_data.sources.partitions import PartitionError, partition_file
+
+    docs = [Document(text=f"document {i} " * 200, id=str(i)) for i in range(50)]
+    for rank in range(2):
+        writer = HashPartitionWriter(str(tmp_path), 2)
+        writer.run(iter(docs[rank::2]), rank, 2)
+        assert writer.report_extra()["partition_bytes"] == [
+            partition_file(tmp_path, p, rank).stat().st_size for p in range(2)
+        ]
+    assert sum(len(list(PartitionReader(str(tmp_path), sources=2).run(None, p, 2))) for p in range(2)) == 50
+    path = partition_file(tmp_path, 1, 0)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(PartitionError, match="from-00000.jsonl.zst is truncated"):
+        list(PartitionReader(str(tmp_path)).run(None, 1, 2))
+    path.unlink()
+    with pytest.raises(PartitionError, match="is missing"):
+        list(PartitionReader(str(tmp_path), sources=2).run(None, 1, 2))
+
+
 def test_lone_surrogates_in_chat_turns_are_repaired_and_counted(tmp_path):
     row = {"messages": [{"role": "user", "content": "hi \ud800"}, {"role": "assistant", "content": "ok"}]}
     (tmp_path / "chat.jsonl").write_text(json.dumps(row) + "\n")
