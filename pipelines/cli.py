@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, help="where to save the histogram plot (default DIR/inspect.png)")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("verify", help="check every sample against the shard contract")
+    p = sub.add_parser(
+        "verify",
+        help="check a build: shard files (sizes, hashes), indexes, manifests, mixture.json, every sample",
+    )
     p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
     p.set_defaults(func=_verify)
 
