@@ -131,7 +131,7 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
         else:
             for domain, folder in mixture.resolved_paths(base).items():
                 wanted[domain] = folder
-                if not (folder / "index.json").is_file() and folder not in unindexed:
+                if not (folder / "index.json").is_file() and folder not in {u.resolve() for u in unindexed}:
                     report.problems.append(
                         f"{root / MIXTURE}: stream {domain!r} names {folder}, which has no index.json"
                     )
