@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prolong_data.mds_format import read_samples
-
-HISTOGRAM_EDGES = [0, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1 << 40]
+from prolong_data.lengths import LENGTH_EDGES, bin_label, length_bins
+from prolong_data.mds_format import iter_shard, raw_shard_bytes, read_index
 
 
 def domain_folders(root: str | Path) -> list[Path]:
@@ -34,8 +33,13 @@ def domain_folders(root: str | Path) -> list[Path]:
 
 
 def iter_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
-    """(shard file, index in shard, row) for every sample of one MDS folder, in index order."""
-    return read_samples(folder)
+    """(shard file, index in shard, row) for every sample of one MDS folder, in index order
+    (read natively: no streaming, no torch)."""
+    folder = Path(folder)
+    for info in read_index(folder):
+        name = info["raw_data"]["basename"]
+        for i, row in enumerate(iter_shard(raw_shard_bytes(folder, info), info, str(folder / name))):
+            yield name, i, row
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,16 +59,7 @@ class DomainSummary:
     span_lengths: Counter = field(default_factory=Counter)  # histogram bin index -> count
 
     def histogram_rows(self) -> list[tuple[str, int]]:
-        rows = []
-        for i in range(len(HISTOGRAM_EDGES) - 1):
-            lo, hi = HISTOGRAM_EDGES[i], HISTOGRAM_EDGES[i + 1]
-            label = f"[{_short(lo)}, {_short(hi)})" if hi < 1 << 40 else f">= {_short(lo)}"
-            rows.append((label, self.span_lengths.get(i, 0)))
-        return rows
-
-
-def _short(n: int) -> str:
-    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+        return [(bin_label(i), self.span_lengths.get(i, 0)) for i in range(len(LENGTH_EDGES) - 1)]
 
 
 def summarize(folder: str | Path) -> DomainSummary:
@@ -79,8 +74,7 @@ def summarize(folder: str | Path) -> DomainSummary:
         summary.spans += len(spans)
         if row.get("mask") is not None:
             summary.masked_in_tokens += int(row["mask"].sum())
-        bins = np.searchsorted(HISTOGRAM_EDGES, lengths, side="right") - 1
-        summary.span_lengths.update(bins.tolist())
+        summary.span_lengths.update(length_bins(lengths).tolist())
     return summary
 
 

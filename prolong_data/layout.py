@@ -5,6 +5,7 @@
       <domain>/                                      MDS shards of one domain (`prolong_data.mds`)
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
+      removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
       .build/   options.json  partitions/<domain>/  logs/<pass>/  stats/<pass>/<domain>/NNNNN.json
                 bad_input/<domain>/sourceI.NNNNN.json
 
@@ -20,6 +21,7 @@ from pathlib import Path
 WORK = ".build"
 """The build's work folder inside the output folder."""
 REPORT = "report"
+REMOVED = "removed"
 MANIFEST = "manifest.json"
 MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
@@ -59,6 +61,10 @@ class BuildLayout:
     def domain(self, name: str) -> Path:
         """The MDS folder of a domain."""
         return self.root / name
+
+    def removed(self, domain: str, filter_name: str) -> Path:
+        """What a filter of a domain removed (written when the domain keeps it)."""
+        return self.root / REMOVED / domain / filter_name
 
     # -- the work folder -----------------------------------------------------------------------
 

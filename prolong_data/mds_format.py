@@ -1,12 +1,11 @@
-"""A small writer and reader of the MDS format (mosaicml-streaming, index version 2).
+"""A small writer of the MDS format (mosaicml-streaming, index version 2), byte for byte.
 
-Why not `streaming` itself: importing it imports torch, torchvision and transformers (5-7 s per
-worker process, and a training stack that a data-only install does not have). The writer covers
-exactly the encodings of our shard contract (`ndarray:<dtype>` with a dynamic shape, `str`,
-`int`) and produces the same bytes as `streaming.MDSWriter` for the same rows and settings; the
-reader decodes what streaming's MDS reader decodes for the plain encodings (arrays, scalars,
-strings, bytes, JSON), so `verify`, `inspect` and other readers of built shards need no torch.
-`tests/prolong_data/test_mds_format.py` checks both against streaming.
+Why not `streaming.MDSWriter` in the build workers: importing `streaming` imports torch,
+torchvision and transformers, 5-7 s per worker process on this machine, which was half the wall
+time of a 20M-token build. This writer covers exactly the encodings of our shard contract
+(`ndarray:<dtype>` with a dynamic shape, `str`, `int`) and produces the same bytes as
+`streaming.MDSWriter` for the same rows and settings; `tests/prolong_data/test_mds_format.py`
+checks that, and the shards are read by `streaming.StreamingDataset` everywhere else.
 
 Shard file layout (what `streaming` reads)::
 
@@ -17,6 +16,7 @@ Shard file layout (what `streaming` reads)::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,44 +30,9 @@ VALUE_DTYPES = {
 SHAPE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 FIXED_SIZES = {"int": 8}
 COMPRESSIONS = {None: None, "zstd": ("zstd", 3)}
-"""Compressions the writer offers: name in the recipe -> (algorithm, level) as streaming writes it."""
-DEFAULT_SIZE_LIMIT = 1 << 26
-
-
-class MDSFormatError(ValueError):
-    """A shard or index that is not valid MDS; the message names the file."""
-
-
-def compress(algorithm: str, data: bytes, level: int) -> bytes:
-    """`data` compressed as streaming's MDSWriter compresses a shard (same bytes).
-
-    streaming compresses with the `zstd` package, which runs libzstd in its multi-threaded mode;
-    that mode's output does not depend on the number of workers but differs from the one-threaded
-    mode above a few MB, so `zstandard` is asked for one worker thread (tested against `zstd`).
-    """
-    if algorithm != "zstd":
-        raise ValueError(f"the native writer compresses with zstd only, not {algorithm!r}")
-    import zstandard
-
-    return zstandard.ZstdCompressor(level=level, threads=1).compress(data)
-
-
-def decompress(algorithm: str, data: bytes) -> bytes:
-    """The raw shard inside a compressed shard file (`zstd`, `gz` or `bz2`, as streaming names them)."""
-    if algorithm == "zstd":
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            return reader.read()
-    if algorithm == "gz":
-        import gzip
-
-        return gzip.decompress(data)
-    if algorithm == "bz2":
-        import bz2
-
-        return bz2.decompress(data)
-    raise MDSFormatError(f"compression {algorithm!r} is not supported by the native reader (zstd, gz, bz2)")
+"""Shard compressions: name -> (file suffix, zstd level), as streaming names and levels them."""
+DEFAULT_SIZE_LIMIT = 1 << 27
+"""Bytes per shard file before a new one starts (128 MiB)."""
 
 
 def encode_ndarray(encoding: str, value: np.ndarray) -> bytes:
@@ -168,8 +133,12 @@ class NativeMDSWriter:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": self._hash(raw)}
         zip_info = None
         if self.compression:
+            import zstandard
+
             algo, level = COMPRESSIONS[self.compression]
-            data = compress(algo, raw, level)
+            # streaming's `zstd.compress` runs zstd's multi-threaded mode (whose output does not
+            # depend on the worker count, but differs from the single-threaded mode's): same bytes
+            data = zstandard.ZstdCompressor(level=level, threads=1).compress(raw)
             zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": self._hash(data)}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:
@@ -217,44 +186,13 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
 # Reading
 # --------------------------------------------------------------------------------------------
 
-SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
-"""Scalar column encodings (`uint32`, `float32`, ...): one fixed-size value."""
 
-
-def decode_column(encoding: str, data: bytes):
-    """The value of one column, as streaming's MDS reader returns it (plain encodings only)."""
-    if encoding == "str":
-        return data.decode("utf-8")
-    if encoding == "bytes":
-        return data
-    if encoding == "int":
-        return int(np.frombuffer(data, np.int64)[0])
-    if encoding == "json":
-        return json.loads(data.decode("utf-8"))
-    if encoding in SCALAR_DTYPES:
-        return np.frombuffer(data, SCALAR_DTYPES[encoding])[0]
-    if encoding.startswith("ndarray:"):
-        return _decode_ndarray(encoding, data)
-    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
-
-
-def _decode_ndarray(encoding: str, data: bytes) -> np.ndarray:
-    parts = encoding.split(":")
-    if len(parts) < 2 or parts[1] not in VALUE_DTYPES:
-        raise MDSFormatError(f"column encoding {encoding!r} needs a fixed dtype for the native reader")
-    dtype = np.dtype(parts[1])
-    if len(parts) == 3:  # static shape: the values only
-        shape = tuple(int(d) for d in parts[2].split(","))
-        return np.frombuffer(data, dtype).reshape(shape)
-    head = data[0]
-    ndim, shape_dtype = head >> 2, np.dtype(SHAPE_DTYPES[head & 3])
-    end = 1 + ndim * shape_dtype.itemsize
-    shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
-    return np.frombuffer(data[end:], dtype).reshape(shape)
+class MDSFormatError(ValueError):
+    """An MDS folder or shard this reader cannot read; the message names the file."""
 
 
 def read_index(folder: str | Path) -> list[dict]:
-    """The shard entries of `folder/index.json` (version 2, MDS shards only)."""
+    """The shard entries of `folder/index.json` (a merged index lists rank sub-folders' shards)."""
     path = Path(folder) / "index.json"
     try:
         index = json.loads(path.read_text())
@@ -263,15 +201,11 @@ def read_index(folder: str | Path) -> list[dict]:
         raise MDSFormatError(f"{path} is not a valid MDS index ({type(err).__name__}: {err})") from None
     if index.get("version") != 2:
         raise MDSFormatError(f"{path}: index version {index.get('version')!r}, this reader reads version 2")
-    for info in shards:
-        if info.get("format") != "mds":
-            raise MDSFormatError(f"{path}: shard format {info.get('format')!r}, this reader reads mds")
     return shards
 
 
 def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
-    """The uncompressed bytes of one shard: its raw file when present, else its compressed file
-    decompressed in memory (nothing is written next to the shards)."""
+    """The uncompressed bytes of one shard: its raw file, else its `.zstd` file decompressed in memory."""
     folder = Path(folder)
     raw = folder / info["raw_data"]["basename"]
     if raw.is_file():
@@ -280,35 +214,56 @@ def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
     if not zipped:
         raise FileNotFoundError(f"shard {raw} is missing")
     path = folder / zipped["basename"]
-    if not path.is_file():
-        raise FileNotFoundError(f"shard {path} is missing")
-    algorithm = str(info.get("compression") or "").split(":")[0]
+    return decompress(info.get("compression"), path.read_bytes(), str(path))
+
+
+def decompress(compression: str | None, data: bytes, name: str = "shard") -> bytes:
+    """The raw shard inside the bytes of a compressed shard file (zstd, as the writer writes)."""
+    if str(compression or "").split(":")[0] != "zstd":
+        raise MDSFormatError(f"{name}: compression {compression!r} is not supported (zstd is)")
+    import zstandard
+
     try:
-        return decompress(algorithm, path.read_bytes())
-    except MDSFormatError:
-        raise
-    except Exception as err:  # each decompressor raises its own kind on damaged input
-        raise MDSFormatError(f"{path} does not decompress ({type(err).__name__}: {err})") from None
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            return reader.read()
+    except zstandard.ZstdError as err:
+        raise MDSFormatError(f"{name} does not decompress ({err})") from None
+
+
+def decode_column(encoding: str, data: bytes):
+    """One column value from its bytes: `ndarray:<dtype>[:<shape>]`, `str`, `bytes` or `int`."""
+    if encoding.startswith("ndarray:"):
+        parts = encoding.split(":")
+        dtype = np.dtype(parts[1])
+        if len(parts) > 2:  # a static shape: the values only
+            return np.frombuffer(data, dtype).reshape(tuple(int(d) for d in parts[2].split(",")))
+        ndim, shape_dtype = data[0] >> 2, np.dtype(SHAPE_DTYPES[data[0] & 3])
+        end = 1 + ndim * shape_dtype.itemsize
+        shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
+        return np.frombuffer(data[end:], dtype).reshape(shape)
+    if encoding == "str":
+        return data.decode("utf-8")
+    if encoding == "bytes":
+        return data
+    if encoding == "int":
+        return int(np.frombuffer(data, np.int64)[0])
+    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
 
 
 def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
     """Every sample (a dict of columns) of one raw shard, in order; `name` is used in errors."""
-    if len(data) < 4:
-        raise MDSFormatError(f"{name}: {len(data)} bytes, too short for an MDS shard")
-    count = int(np.frombuffer(data[:4], np.uint32)[0])
-    if len(data) < 4 * (count + 2):
-        raise MDSFormatError(f"{name}: truncated ({len(data)} bytes cannot hold {count} sample offsets)")
+    count = int(np.frombuffer(data[:4], np.uint32)[0]) if len(data) >= 4 else -1
+    if count < 0 or len(data) < 4 * (count + 2):
+        raise MDSFormatError(f"{name} is truncated ({len(data)} bytes: no complete sample table)")
     offsets = np.frombuffer(data[4 : 4 * (count + 2)], np.uint32).astype(np.int64)
-    if offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+    if offsets[-1] != len(data):
         raise MDSFormatError(
-            f"{name}: offsets end at {offsets[-1]}, the file has {len(data)} bytes (truncated?)"
+            f"{name} is truncated: its table ends at {offsets[-1]}, the file has {len(data)} bytes"
         )
-    names, encodings = info["column_names"], info["column_encodings"]
-    sizes = info["column_sizes"]
+    names, encodings, sizes = info["column_names"], info["column_encodings"], info["column_sizes"]
     for i in range(count):
-        sample = data[offsets[i] : offsets[i + 1]]
         try:
-            yield _decode_sample(sample, names, encodings, sizes)
+            yield _decode_sample(data[offsets[i] : offsets[i + 1]], names, encodings, sizes)
         except (ValueError, IndexError) as err:
             if isinstance(err, MDSFormatError):
                 raise
@@ -318,28 +273,41 @@ def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
 def _decode_sample(sample: bytes, names, encodings, sizes) -> dict:
     lengths, pos = [], 0
     for size in sizes:
-        if size:
-            lengths.append(size)
-        else:
-            lengths.append(int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0]))
+        if size is None:  # a variable-size column: its size leads the sample
+            size = int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0])
             pos += 4
+        lengths.append(size)
     row = {}
     for column, encoding, length in zip(names, encodings, lengths):
         row[column] = decode_column(encoding, sample[pos : pos + length])
         pos += length
     if pos != len(sample):
-        raise ValueError(f"columns take {pos} bytes, the sample has {len(sample)}")
+        raise ValueError(f"its columns take {pos} bytes, the sample has {len(sample)}")
     return row
 
 
-def read_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
-    """(shard basename, index in the shard, row) for every sample of an MDS folder, in index order.
+def shard_samples(folder: str | Path, info: dict, start: int = 0, stop: int | None = None) -> Iterator[dict]:
+    """Samples `[start, stop)` of one shard of an MDS folder."""
+    data = raw_shard_bytes(folder, info)
+    yield from itertools.islice(
+        iter_shard(data, info, str(Path(folder) / info["raw_data"]["basename"])), start, stop
+    )
 
-    The counterpart of `NativeMDSWriter` and `merge_indexes`: reads plain and compressed shards of
-    a single or merged index without importing streaming (or torch).
-    """
-    folder = Path(folder)
+
+def shard_ranges(folder: str | Path, start: int = 0, stop: int | None = None) -> list[tuple[dict, int, int]]:
+    """(shard entry, first, end) of the shards holding samples `[start, stop)` of an MDS folder,
+    in index order, with sample numbers local to each shard."""
+    ranges, first = [], 0
     for info in read_index(folder):
-        basename = info["raw_data"]["basename"]
-        for i, row in enumerate(iter_shard(raw_shard_bytes(folder, info), info, str(folder / basename))):
-            yield basename, i, row
+        count = int(info["samples"])
+        lo, hi = max(start - first, 0), count if stop is None else min(stop - first, count)
+        if lo < hi:
+            ranges.append((info, lo, hi))
+        first += count
+    return ranges
+
+
+def iter_samples(folder: str | Path, start: int = 0, stop: int | None = None):
+    """Samples `[start, stop)` of an MDS folder in index order (shards outside are not read)."""
+    for info, lo, hi in shard_ranges(folder, start, stop):
+        yield from shard_samples(folder, info, lo, hi)

@@ -32,7 +32,7 @@ def absolute_recipe(corpus, tokenizer_json, **changes) -> dict:
 @pytest.mark.parametrize(
     "label, change, args, message",
     [
-        ("yaml syntax", "name: x\nseq_len: [1024,\ntokenizer: t\n", (), "line 4 column 1: YAML syntax error"),
+        ("yaml syntax", "name: x\nseq_len: [1024,\ntokenizer: t\n", (), "r.yaml:4: YAML syntax error"),
         ("negative chunk_len", {"chunk_len": -1024}, (), "chunk_len must be positive"),
         ("zero workers", None, ("--workers", 0), "--workers must be at least 1, got 0"),
         ("zero tasks", None, ("--tasks", 0), "--tasks must be at least 1"),
