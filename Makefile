@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CORPUS ?= $(abspath ../shared/corpus)
+CORPUS ?= examples/corpus
 PYTEST := $(BIN)/python -m pytest
 
 # Training: on a machine with CUDA the stages run their real configs on all local GPUs (give the
@@ -47,7 +47,7 @@ test-slow: $(STAMP)
 
 test-all: test test-slow
 
-## The demo mixtures (CORPUS=path for another folder laid out like ../shared/corpus).
+## The demo mixtures (CORPUS=path for another folder laid out like examples/corpus).
 shards: $(STAMP)
 	$(BIN)/prolong-data shards --recipe demo --out data/shards/demo --corpus $(CORPUS)
 

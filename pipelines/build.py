@@ -1,6 +1,15 @@
 """Turn a recipe into datatrove pipelines and run them: read, build, finalize.
 
-The output folder's layout is `prolong_data.layout.BuildLayout`. Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
+The output folder (`prolong_data.layout.BuildLayout` names every path)::
+
+    out/
+      mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
+      <domain>/                                      MDS shards of one domain (docs/shard-format.md)
+      report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
+      removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
+      .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json
+
+Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
 dedup -> tokenize -> pack -> MDS), then `finalize` (merge indexes, manifests, mixture.json,
 reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
 and it has no read task. Each pass is one executor over all domains (`dispatch.DomainTasks`), so a killed

@@ -21,7 +21,6 @@ encoded as plain text by every engine, so documents can never inject control tok
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.assets import llama3_folder
 from prolong_data.contract import TOKEN_DTYPE
 
 logger = logging.getLogger(__name__)
@@ -119,8 +119,8 @@ class LoadedTokenizer:
 def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None) -> LoadedTokenizer:
     """Load a tokenizer from `llama3`, a `tokenizer.json` file, a local HF folder, or a hub id.
 
-    `llama3` builds Meta's Llama-3 tokenizer offline from the `tokenizer.model` shipped in the
-    PyPI package `llama-models`. `bos` / `eos` override the document boundary tokens (by string).
+    `llama3` is Meta's Llama-3 tokenizer as shipped inside this package (`prolong_data.assets`):
+    offline, no extra package. `bos` / `eos` override the document boundary tokens (by string).
     A process loads each tokenizer once: build tasks that run one after the other in the same
     worker share it (and its tiktoken engine, see `tiktoken_encoding`).
     """
@@ -129,28 +129,30 @@ def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None)
 
 @lru_cache(maxsize=8)
 def _load_tokenizer_cached(spec: str, bos: str | None, eos: str | None) -> LoadedTokenizer:
-    json_file = None
+    json_file = tiktoken_file = None
     if spec == "llama3":
-        hf, tiktoken_file = _load_llama3()
+        folder = llama3_folder()
+        json_file, tiktoken_file = str(folder / "tokenizer.json"), str(folder / "tokenizer.model")
+        hf, config = _load_tokenizer_json(Path(json_file)), _read_tokenizer_config(folder)
     else:
         path = Path(spec).expanduser()
         if path.is_file():
-            hf, tiktoken_file, json_file = _load_tokenizer_json(path), None, str(path)
+            hf, json_file = _load_tokenizer_json(path), str(path)
         elif path.is_dir():
-            hf, tiktoken_file = _load_folder(path), None
+            hf = _load_folder(path)
             json_file = str(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
         elif looks_like_hub_id(spec):
             logger.warning(
                 "tokenizer %r is no local file or folder: fetching it from the Hugging Face hub", spec
             )
-            hf, tiktoken_file = _load_from_hub(spec), None
+            hf = _load_from_hub(spec)
         else:
             raise TokenizerError(
                 f"tokenizer {spec!r}: no such file or folder (relative paths start at {Path.cwd()}). Give "
                 "`llama3`, a tokenizer.json path, a folder with tokenizer.json, or a hub id like "
                 "meta-llama/Meta-Llama-3-8B."
             )
-    config = _read_tokenizer_config(Path(spec)) if spec != "llama3" else {}
+        config = _read_tokenizer_config(Path(spec))
     bos_id = _special_id(hf, bos, config.get("bos_token"), BOS_CANDIDATES, "bos")
     eos_id = _special_id(hf, eos, None, EOS_CANDIDATES, "eos")
     hf.encode_special_tokens = True  # documents can never inject control tokens
@@ -221,24 +223,12 @@ def _special_id(
     raise TokenizerError(f"cannot find a {role} token in this tokenizer; pass {role}='<the token>'")
 
 
-def llama3_tiktoken_file() -> Path:
-    """Meta's official Llama-3 `tokenizer.model`, from the installed `llama-models` package."""
-    spec = importlib.util.find_spec("llama_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise TokenizerError(
-            "the `llama3` tokenizer needs the PyPI package llama-models: pip install llama-models"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "llama3" / "tokenizer.model"
-    if not path.is_file():
-        raise TokenizerError(f"llama-models is installed but has no {path}; reinstall llama-models==0.3.0")
-    return path
-
-
 def llama3_special_tokens() -> list[str]:
     """The 256 Llama-3 (8B, 8B-Instruct) special tokens, in id order from 128000.
 
-    These are Llama-3.0's names, the ones of ProLong's base model; Llama-3.1 renamed a few
-    reserved slots (e.g. 128004 `<|finetune_right_pad_id|>`) without changing any id.
+    These are Llama-3.0's names, the ones of ProLong's base model and of the packaged
+    tokenizer.json; Llama-3.1 renamed a few reserved slots (e.g. 128004
+    `<|finetune_right_pad_id|>`) without changing any id.
     """
     named = {
         0: "<|begin_of_text|>",
@@ -255,17 +245,6 @@ def llama3_special_tokens() -> list[str]:
             tokens.append(f"<|reserved_special_token_{reserved}|>")
             reserved += 1
     return tokens
-
-
-def _load_llama3():
-    """Convert Meta's tiktoken `tokenizer.model` into an HF tokenizer (offline)."""
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    path = llama3_tiktoken_file()
-    converter = TikTokenConverter(
-        vocab_file=str(path), pattern=LLAMA3_PATTERN, additional_special_tokens=llama3_special_tokens()
-    )
-    return converter.converted(), str(path)
 
 
 # --------------------------------------------------------------------------------------------

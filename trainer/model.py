@@ -9,6 +9,7 @@ the full logits are never built during training.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -104,13 +105,46 @@ def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int, *, weights: bool
 
 
 def load_tokenizer(model: ModelConfig):
-    """The tokenizer saved with the export (``model.tokenizer``, else ``model.path``)."""
+    """The tokenizer saved with the export (``model.tokenizer``, else ``model.path``).
+
+    ``llama3`` is the Llama-3 tokenizer packaged in ``prolong_data`` (``llama3_folder``).
+    """
     from transformers import AutoTokenizer
 
     source = model.tokenizer or (None if model.tiny else model.path)
     if source is None:
-        raise ValueError("the tiny model has no tokenizer of its own; pass --model.tokenizer=<folder>")
-    return AutoTokenizer.from_pretrained(source)
+        raise ValueError(
+            "the tiny model has no tokenizer of its own; pass --model.tokenizer=llama3 or a folder"
+        )
+    if source == "llama3":
+        from prolong_data.assets import llama3_folder
+
+        source = llama3_folder()
+    tokenizer = AutoTokenizer.from_pretrained(source, **_no_mistral_regex_patch(source))
+    tokenizer.init_kwargs.pop("fix_mistral_regex", None)  # not written into exports
+    return tokenizer
+
+
+MISTRAL_TYPES = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
+
+
+def _no_mistral_regex_patch(source) -> dict:
+    """``fix_mistral_regex=False`` for a local folder whose config.json names no Mistral model.
+
+    transformers 4.57.3 to 4.57.6 warn "incorrect regex pattern ... fix_mistral_regex=True" for
+    every local folder whose config.json they did not write themselves before 4.57.3, Llama-3
+    exports included; the patch it asks for would change Llama-3's ids (digits one by one instead
+    of up to three). Saying False keeps the tokenizer as saved and skips the false alarm
+    (docs/tokenizers.md).
+    """
+    config = Path(source) / "config.json"
+    if not config.is_file():
+        return {}
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return {}
+    return {} if model_type in MISTRAL_TYPES else {"fix_mistral_regex": False}
 
 
 def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) -> Path:
