@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,15 @@ def _rank_entry(rank: int, world_size: int, port: int, fn, args) -> None:
     )
     torch.set_num_threads(1)
     fn(rank, *args)
+    # End the rank here, without interpreter finalization: gloo's worker threads can still be
+    # dropping the last references to a finished collective's tensors, and a C++ thread that needs
+    # the GIL while the interpreter finalizes is unwound by CPython inside gloo's noexcept code:
+    # std::terminate, "terminate called without an active exception", SIGABRT. A busy machine
+    # delays those threads enough for it to happen. (A failing ``fn`` raises before this line
+    # and mp.spawn reports its traceback.)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_ranks(fn, world_size: int, *args) -> None:

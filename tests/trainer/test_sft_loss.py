@@ -70,6 +70,7 @@ def test_sft_config_carries_the_prolong_sft_values():
     assert (cfg.optim.lr, cfg.optim.warmup_fraction, cfg.optim.min_lr_ratio) == (2e-5, 0.05, 0.1)
     assert (cfg.train.steps, cfg.train.tokens_per_step, cfg.data.seq_len) == (250, 4 * 2**20, 65536)
     assert cfg.model.path == "runs/stage2-512k/hf" and cfg.model.rope_theta is None  # inherited
+    assert cfg.data.apply_masks  # SFT trains on the assistant tokens only
     smoke = load_config("trainer/configs/sft.yaml", ["--model.path=elsewhere"], smoke=True)
     assert smoke.data.mixture == "data/shards/sft-demo/mixture.json" and smoke.model.path == "elsewhere"
 
