@@ -16,11 +16,11 @@ import resource
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.layout import task_stats_file
 from prolong_data.lengths import LENGTH_EDGES, length_bins
 
 
@@ -83,7 +83,7 @@ class DomainTasks(PipelineStep):
         extra["peak_rss_mb"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )  # this worker so far
-        path = Path(self.stats_folder) / job.domain / f"{local:05d}.json"
+        path = task_stats_file(self.stats_folder, job.domain, local)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"steps": report, **extra}, indent=1, sort_keys=True) + "\n")
         return iter(())

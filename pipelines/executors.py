@@ -10,6 +10,19 @@ LOCAL_START_METHOD = "fork" if sys.platform == "linux" else "forkserver"
 loaded (the tokenizer above all); datatrove's fork server elsewhere (fork is unsafe on macOS)."""
 
 
+def check_executor_options(options) -> None:
+    """Raise ValueError (saying which flag to give) when the executor cannot start as asked."""
+    if options.executor == "slurm":
+        missing = [k for k in ("partition", "time") if not options.slurm.get(k)]
+        if missing:
+            raise ValueError(f"--executor slurm needs {', '.join('--slurm-' + m for m in missing)}")
+    if options.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("--executor ray needs ray: pip install 'prolong-data[ray]'")
+
+
 def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: str, depends=None):
     """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
 
@@ -30,10 +43,8 @@ def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: 
     if options.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
+        check_executor_options(options)
         slurm = dict(options.slurm)
-        missing = [k for k in ("partition", "time") if not slurm.get(k)]
-        if missing:
-            raise ValueError(f"--executor slurm needs {', '.join('--slurm-' + m for m in missing)}")
         return SlurmPipelineExecutor(
             pipeline,
             tasks=tasks,

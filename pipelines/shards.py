@@ -11,7 +11,9 @@ Any recipe field can be overridden with a dotted flag: `--seq_len=32768`,
 position or its `name`). Values are read as YAML; the recipe is validated after all overrides.
 
 Run the same command again after a crash or a kill: finished tasks are skipped and the shards
-come out identical to an uninterrupted build.
+come out identical to an uninterrupted build; finished tasks whose outputs were damaged since are
+run again. Exit status: 0 built; 1 a task failed (see its log; rerun to resume); 2 a user error
+(the message says what to fix; nothing in --out was changed). docs/guarantees.md has the details.
 """
 
 from __future__ import annotations
@@ -128,7 +130,7 @@ def build_options(args: argparse.Namespace):
     return BuildOptions(
         out=Path(args.out),
         tasks=args.tasks,
-        workers=args.workers or os.cpu_count() or 1,
+        workers=args.workers if args.workers is not None else os.cpu_count() or 1,
         executor=args.executor,
         slurm=slurm,
         ray=ray,
@@ -151,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
         if args.mixture_file != "mixture.json":
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
-    except (ValueError, SourcePathError, BuildError, FileNotFoundError) as err:
+    except (ValueError, SourcePathError, BuildError, OSError) as err:
+        # every error a user can cause: one message saying what to fix, no traceback
         print(f"shards: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a task failed (its log says why); a rerun resumes
+        print(f"shards: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -15,6 +15,7 @@ Shard file layout (what `streaming` reads)::
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -74,7 +75,10 @@ class NativeMDSWriter:
         columns: dict[str, str],
         compression: str | None = None,
         size_limit: int = DEFAULT_SIZE_LIMIT,
+        hashes: tuple[str, ...] | list[str] = (),
     ):
+        if list(hashes) != sorted(hashes):
+            raise ValueError(f"hashes must be sorted (as streaming requires), got {list(hashes)}")
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         for encoding in columns.values():
@@ -87,12 +91,12 @@ class NativeMDSWriter:
         self.names = sorted(columns)
         self.encodings = [columns[n] for n in self.names]
         self.sizes = [FIXED_SIZES.get(e) for e in self.encodings]
-        self.compression, self.size_limit = compression, size_limit
+        self.compression, self.size_limit, self.hashes = compression, size_limit, list(hashes)
         self.config = {
             "version": 2,
             "format": self.format,
             "compression": compression,
-            "hashes": [],
+            "hashes": self.hashes,
             "size_limit": size_limit,
             "column_names": self.names,
             "column_encodings": self.encodings,
@@ -126,7 +130,7 @@ class NativeMDSWriter:
         offsets += 4 + offsets.nbytes + len(self.config_bytes)
         raw = count.tobytes() + offsets.tobytes() + self.config_bytes + b"".join(self._samples)
         raw_name = f"shard.{len(self.shards):05d}.mds"
-        raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {}}
+        raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": self._hash(raw)}
         zip_info = None
         if self.compression:
             import zstandard
@@ -135,13 +139,16 @@ class NativeMDSWriter:
             # streaming's `zstd.compress` runs zstd's multi-threaded mode (whose output does not
             # depend on the worker count, but differs from the single-threaded mode's): same bytes
             data = zstandard.ZstdCompressor(level=level, threads=1).compress(raw)
-            zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": {}}
+            zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": self._hash(data)}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:
             (self.out / raw_name).write_bytes(raw)
         self.shards.append({"samples": int(count), "raw_data": raw_info, "zip_data": zip_info, **self.config})
         self._samples = []
         self._shard_size = 8 + len(self.config_bytes)
+
+    def _hash(self, data: bytes) -> dict[str, str]:
+        return {algo: hashlib.new(algo, data).hexdigest() for algo in self.hashes}
 
     def finish(self) -> None:
         if self._samples:
@@ -207,15 +214,20 @@ def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
     if not zipped:
         raise FileNotFoundError(f"shard {raw} is missing")
     path = folder / zipped["basename"]
-    if str(info.get("compression") or "").split(":")[0] != "zstd":
-        raise MDSFormatError(f"{path}: compression {info.get('compression')!r} is not supported (zstd is)")
+    return decompress(info.get("compression"), path.read_bytes(), str(path))
+
+
+def decompress(compression: str | None, data: bytes, name: str = "shard") -> bytes:
+    """The raw shard inside the bytes of a compressed shard file (zstd, as the writer writes)."""
+    if str(compression or "").split(":")[0] != "zstd":
+        raise MDSFormatError(f"{name}: compression {compression!r} is not supported (zstd is)")
     import zstandard
 
     try:
-        with open(path, "rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as reader:
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
             return reader.read()
     except zstandard.ZstdError as err:
-        raise MDSFormatError(f"{path} does not decompress ({err})") from None
+        raise MDSFormatError(f"{name} does not decompress ({err})") from None
 
 
 def decode_column(encoding: str, data: bytes):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from prolong_data.mds import PRETRAIN_COLUMNS, SFT_COLUMNS
+from prolong_data.contract import PRETRAIN_COLUMNS, SFT_COLUMNS
 from prolong_data.mds_format import NativeMDSWriter
 
 
@@ -28,19 +30,25 @@ def rows(n, seq_len, with_mask, seed=0):
 
 @pytest.mark.parametrize("compression", [None, "zstd"])
 @pytest.mark.parametrize("with_mask", [False, True])
-@pytest.mark.parametrize("seq_len", [7, 300, 70000])
-def test_native_writer_bytes_equal_streaming_mdswriter(tmp_path, compression, with_mask, seq_len):
+@pytest.mark.parametrize("seq_len, hashes", [(7, ()), (300, ("sha1",)), (70000, ("md5", "sha1"))])
+def test_native_writer_bytes_equal_streaming_mdswriter(tmp_path, compression, with_mask, seq_len, hashes):
     from streaming import MDSWriter
 
     columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
     data = rows(12, seq_len, with_mask)
     size_limit = 3 * (seq_len * 5 + 200)  # several shards
     with MDSWriter(
-        out=str(tmp_path / "theirs"), columns=columns, compression=compression, size_limit=size_limit
+        out=str(tmp_path / "theirs"),
+        columns=columns,
+        compression=compression,
+        size_limit=size_limit,
+        hashes=list(hashes),
     ) as w:
         for row in data:
             w.write(row)
-    with NativeMDSWriter(tmp_path / "ours", columns, compression=compression, size_limit=size_limit) as w:
+    with NativeMDSWriter(
+        tmp_path / "ours", columns, compression=compression, size_limit=size_limit, hashes=hashes
+    ) as w:
         for row in data:
             w.write(row)
     theirs = sorted(p.name for p in (tmp_path / "theirs").iterdir())
@@ -91,3 +99,30 @@ def test_native_index_merge_equals_streaming_merge_index(tmp_path):
     assert (tmp_path / "ours" / "index.json").read_bytes() == (
         tmp_path / "theirs" / "index.json"
     ).read_bytes()
+
+
+def test_native_reader_reads_what_streaming_reads(tmp_path):
+    """`inspect` / `verify` read shards natively (no streaming, no torch): the same rows."""
+    from streaming.base.format import reader_from_json
+
+    from prolong_data.inspection import iter_samples
+
+    data = rows(9, 300, with_mask=True)
+    with NativeMDSWriter(tmp_path, SFT_COLUMNS, compression="zstd", size_limit=4000, hashes=("sha1",)) as w:
+        for row in data:
+            w.write(row)
+    got = [row for _, _, row in iter_samples(tmp_path)]
+    assert len(got) == len(data)
+    for ours, want in zip(got, data):
+        for key, value in want.items():
+            np.testing.assert_array_equal(ours[key], value)
+    index = json.loads((tmp_path / "index.json").read_text())
+    (tmp_path / "raw").mkdir()
+    from prolong_data.mds_format import raw_shard_bytes
+
+    info = index["shards"][0]
+    (tmp_path / "raw" / info["raw_data"]["basename"]).write_bytes(raw_shard_bytes(tmp_path, info))
+    theirs = reader_from_json(str(tmp_path / "raw"), None, dict(info, zip_data=None, compression=None))
+    for i in range(theirs.samples):
+        for key, value in theirs.get_item(i).items():
+            np.testing.assert_array_equal(got[i][key], value)
