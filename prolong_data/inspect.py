@@ -7,7 +7,6 @@ folders, each with `index.json`); both commands accept either.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from prolong_data.mds import read_manifest
+from prolong_data.mds_format import read_samples
 
 REQUIRED_COLUMNS = {
     "input_ids": "ndarray:uint32",
@@ -46,34 +46,9 @@ def _shard_infos(folder: Path) -> list[dict]:
     return index["shards"]
 
 
-def _raw_shard_path(folder: Path, info: dict, scratch: Path) -> Path:
-    """Path of the uncompressed shard file, decompressing a `.zstd` shard into `scratch`."""
-    raw = folder / info["raw_data"]["basename"]
-    if raw.is_file():
-        return raw
-    if info.get("zip_data") is None:
-        raise FileNotFoundError(f"shard {raw} is missing")
-    from streaming.base.compression import decompress
-
-    zipped = folder / info["zip_data"]["basename"]
-    out = scratch / info["raw_data"]["basename"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(decompress(info["compression"], zipped.read_bytes()))
-    return out
-
-
 def iter_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
     """(shard file, index in shard, row) for every sample of one MDS folder, in index order."""
-    from streaming.base.format import reader_from_json
-
-    folder = Path(folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        for info in _shard_infos(folder):
-            raw = _raw_shard_path(folder, info, Path(tmp))
-            local = raw.parent if raw.is_relative_to(Path(tmp)) else folder
-            reader = reader_from_json(str(local), None, dict(info, zip_data=None, compression=None))
-            for i in range(reader.samples):
-                yield info["raw_data"]["basename"], i, reader.get_item(i)
+    return read_samples(folder)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,12 @@
-"""A small writer of the MDS format (mosaicml-streaming, index version 2), byte for byte.
+"""A small writer and reader of the MDS format (mosaicml-streaming, index version 2).
 
-Why not `streaming.MDSWriter` in the build workers: importing `streaming` imports torch,
-torchvision and transformers, 5-7 s per worker process on this machine, which was half the wall
-time of a 20M-token build. This writer covers exactly the encodings of our shard contract
-(`ndarray:<dtype>` with a dynamic shape, `str`, `int`) and produces the same bytes as
-`streaming.MDSWriter` for the same rows and settings; `tests/prolong_data/test_mds_format.py`
-checks that, and the shards are read by `streaming.StreamingDataset` everywhere else.
+Why not `streaming` itself: importing it imports torch, torchvision and transformers (5-7 s per
+worker process, and a training stack that a data-only install does not have). The writer covers
+exactly the encodings of our shard contract (`ndarray:<dtype>` with a dynamic shape, `str`,
+`int`) and produces the same bytes as `streaming.MDSWriter` for the same rows and settings; the
+reader decodes what streaming's MDS reader decodes for the plain encodings (arrays, scalars,
+strings, bytes, JSON), so `verify`, `inspect` and other readers of built shards need no torch.
+`tests/prolong_data/test_mds_format.py` checks both against streaming.
 
 Shard file layout (what `streaming` reads)::
 
@@ -16,6 +17,7 @@ Shard file layout (what `streaming` reads)::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +29,44 @@ VALUE_DTYPES = {
 SHAPE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 FIXED_SIZES = {"int": 8}
 COMPRESSIONS = {None: None, "zstd": ("zstd", 3)}
+"""Compressions the writer offers: name in the recipe -> (algorithm, level) as streaming writes it."""
 DEFAULT_SIZE_LIMIT = 1 << 26
+
+
+class MDSFormatError(ValueError):
+    """A shard or index that is not valid MDS; the message names the file."""
+
+
+def compress(algorithm: str, data: bytes, level: int) -> bytes:
+    """`data` compressed as streaming's MDSWriter compresses a shard (same bytes).
+
+    streaming compresses with the `zstd` package, which runs libzstd in its multi-threaded mode;
+    that mode's output does not depend on the number of workers but differs from the one-threaded
+    mode above a few MB, so `zstandard` is asked for one worker thread (tested against `zstd`).
+    """
+    if algorithm != "zstd":
+        raise ValueError(f"the native writer compresses with zstd only, not {algorithm!r}")
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=level, threads=1).compress(data)
+
+
+def decompress(algorithm: str, data: bytes) -> bytes:
+    """The raw shard inside a compressed shard file (`zstd`, `gz` or `bz2`, as streaming names them)."""
+    if algorithm == "zstd":
+        import zstandard
+
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+            return reader.read()
+    if algorithm == "gz":
+        import gzip
+
+        return gzip.decompress(data)
+    if algorithm == "bz2":
+        import bz2
+
+        return bz2.decompress(data)
+    raise MDSFormatError(f"compression {algorithm!r} is not supported by the native reader (zstd, gz, bz2)")
 
 
 def encode_ndarray(encoding: str, value: np.ndarray) -> bytes:
@@ -125,10 +164,8 @@ class NativeMDSWriter:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {}}
         zip_info = None
         if self.compression:
-            import zstd
-
             algo, level = COMPRESSIONS[self.compression]
-            data = zstd.compress(raw, level)
+            data = compress(algo, raw, level)
             zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": {}}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:
@@ -167,3 +204,135 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
         json.dump({"version": 2, "shards": shards}, f)
     tmp.replace(path)  # atomic: a reader never sees half an index
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
+"""Scalar column encodings (`uint32`, `float32`, ...): one fixed-size value."""
+
+
+def decode_column(encoding: str, data: bytes):
+    """The value of one column, as streaming's MDS reader returns it (plain encodings only)."""
+    if encoding == "str":
+        return data.decode("utf-8")
+    if encoding == "bytes":
+        return data
+    if encoding == "int":
+        return int(np.frombuffer(data, np.int64)[0])
+    if encoding == "json":
+        return json.loads(data.decode("utf-8"))
+    if encoding in SCALAR_DTYPES:
+        return np.frombuffer(data, SCALAR_DTYPES[encoding])[0]
+    if encoding.startswith("ndarray:"):
+        return _decode_ndarray(encoding, data)
+    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
+
+
+def _decode_ndarray(encoding: str, data: bytes) -> np.ndarray:
+    parts = encoding.split(":")
+    if len(parts) < 2 or parts[1] not in VALUE_DTYPES:
+        raise MDSFormatError(f"column encoding {encoding!r} needs a fixed dtype for the native reader")
+    dtype = np.dtype(parts[1])
+    if len(parts) == 3:  # static shape: the values only
+        shape = tuple(int(d) for d in parts[2].split(","))
+        return np.frombuffer(data, dtype).reshape(shape)
+    head = data[0]
+    ndim, shape_dtype = head >> 2, np.dtype(SHAPE_DTYPES[head & 3])
+    end = 1 + ndim * shape_dtype.itemsize
+    shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
+    return np.frombuffer(data[end:], dtype).reshape(shape)
+
+
+def read_index(folder: str | Path) -> list[dict]:
+    """The shard entries of `folder/index.json` (version 2, MDS shards only)."""
+    path = Path(folder) / "index.json"
+    try:
+        index = json.loads(path.read_text())
+        shards = index["shards"]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise MDSFormatError(f"{path} is not a valid MDS index ({type(err).__name__}: {err})") from None
+    if index.get("version") != 2:
+        raise MDSFormatError(f"{path}: index version {index.get('version')!r}, this reader reads version 2")
+    for info in shards:
+        if info.get("format") != "mds":
+            raise MDSFormatError(f"{path}: shard format {info.get('format')!r}, this reader reads mds")
+    return shards
+
+
+def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
+    """The uncompressed bytes of one shard: its raw file when present, else its compressed file
+    decompressed in memory (nothing is written next to the shards)."""
+    folder = Path(folder)
+    raw = folder / info["raw_data"]["basename"]
+    if raw.is_file():
+        return raw.read_bytes()
+    zipped = info.get("zip_data")
+    if not zipped:
+        raise FileNotFoundError(f"shard {raw} is missing")
+    path = folder / zipped["basename"]
+    if not path.is_file():
+        raise FileNotFoundError(f"shard {path} is missing")
+    algorithm = str(info.get("compression") or "").split(":")[0]
+    try:
+        return decompress(algorithm, path.read_bytes())
+    except MDSFormatError:
+        raise
+    except Exception as err:  # each decompressor raises its own kind on damaged input
+        raise MDSFormatError(f"{path} does not decompress ({type(err).__name__}: {err})") from None
+
+
+def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
+    """Every sample (a dict of columns) of one raw shard, in order; `name` is used in errors."""
+    if len(data) < 4:
+        raise MDSFormatError(f"{name}: {len(data)} bytes, too short for an MDS shard")
+    count = int(np.frombuffer(data[:4], np.uint32)[0])
+    if len(data) < 4 * (count + 2):
+        raise MDSFormatError(f"{name}: truncated ({len(data)} bytes cannot hold {count} sample offsets)")
+    offsets = np.frombuffer(data[4 : 4 * (count + 2)], np.uint32).astype(np.int64)
+    if offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+        raise MDSFormatError(
+            f"{name}: offsets end at {offsets[-1]}, the file has {len(data)} bytes (truncated?)"
+        )
+    names, encodings = info["column_names"], info["column_encodings"]
+    sizes = info["column_sizes"]
+    for i in range(count):
+        sample = data[offsets[i] : offsets[i + 1]]
+        try:
+            yield _decode_sample(sample, names, encodings, sizes)
+        except (ValueError, IndexError) as err:
+            if isinstance(err, MDSFormatError):
+                raise
+            raise MDSFormatError(f"{name} sample {i} does not decode ({err})") from None
+
+
+def _decode_sample(sample: bytes, names, encodings, sizes) -> dict:
+    lengths, pos = [], 0
+    for size in sizes:
+        if size:
+            lengths.append(size)
+        else:
+            lengths.append(int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0]))
+            pos += 4
+    row = {}
+    for column, encoding, length in zip(names, encodings, lengths):
+        row[column] = decode_column(encoding, sample[pos : pos + length])
+        pos += length
+    if pos != len(sample):
+        raise ValueError(f"columns take {pos} bytes, the sample has {len(sample)}")
+    return row
+
+
+def read_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
+    """(shard basename, index in the shard, row) for every sample of an MDS folder, in index order.
+
+    The counterpart of `NativeMDSWriter` and `merge_indexes`: reads plain and compressed shards of
+    a single or merged index without importing streaming (or torch).
+    """
+    folder = Path(folder)
+    for info in read_index(folder):
+        basename = info["raw_data"]["basename"]
+        for i, row in enumerate(iter_shard(raw_shard_bytes(folder, info), info, str(folder / basename))):
+            yield basename, i, row
