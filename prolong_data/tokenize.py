@@ -163,6 +163,7 @@ def _load_tokenizer_json(path: Path):
 def _load_folder(path: Path):
     if (path / "tokenizer.json").is_file():
         return _load_tokenizer_json(path / "tokenizer.json")
+    _require_transformers(f"tokenizer folder {path} (no tokenizer.json)", "train")
     from transformers import AutoTokenizer
 
     try:
@@ -174,6 +175,7 @@ def _load_folder(path: Path):
 
 
 def _load_from_hub(repo_id: str):
+    _require_transformers(f"hub tokenizer {repo_id!r}", "train")
     from transformers import AutoTokenizer
 
     try:
@@ -183,6 +185,15 @@ def _load_from_hub(repo_id: str):
             f"could not fetch tokenizer {repo_id!r} from the hub ({type(err).__name__}). Offline? "
             "Use `llama3` or a local tokenizer.json instead."
         ) from err
+
+
+def _require_transformers(what: str, extra: str) -> None:
+    """Raise `TokenizerError` naming the extra to install when transformers is missing."""
+    if importlib.util.find_spec("transformers") is None:
+        raise TokenizerError(
+            f"{what} needs transformers, which the core install leaves out: "
+            f"pip install 'prolong-data[{extra}]' (or give a tokenizer.json path)"
+        )
 
 
 def _read_tokenizer_config(spec: Path) -> dict:
@@ -209,7 +220,8 @@ def llama3_tiktoken_file() -> Path:
     spec = importlib.util.find_spec("llama_models")
     if spec is None or not spec.submodule_search_locations:
         raise TokenizerError(
-            "the `llama3` tokenizer needs the PyPI package llama-models: pip install llama-models"
+            "the `llama3` tokenizer needs the PyPI package llama-models: pip install 'prolong-data[llama3]' "
+            "(or give a tokenizer.json path)"
         )
     path = Path(next(iter(spec.submodule_search_locations))) / "llama3" / "tokenizer.model"
     if not path.is_file():
@@ -242,9 +254,10 @@ def llama3_special_tokens() -> list[str]:
 
 def _load_llama3():
     """Convert Meta's tiktoken `tokenizer.model` into an HF tokenizer (offline)."""
+    path = llama3_tiktoken_file()
+    _require_transformers("the `llama3` tokenizer", "llama3")
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
-    path = llama3_tiktoken_file()
     converter = TikTokenConverter(
         vocab_file=str(path), pattern=LLAMA3_PATTERN, additional_special_tokens=llama3_special_tokens()
     )
