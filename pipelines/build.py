@@ -53,6 +53,8 @@ from prolong_data.sources.chat import ChatRowsReader
 from prolong_data.tokenize import TokenizeDocuments, load_tokenizer, warm_tokenizer
 
 WORK = ".build"
+LOG_FILE = "shards.log"
+"""The command's own log lines (executors, warnings) in `.build/logs/`, beside each pass's task logs."""
 PASSES = ("read", "build", "finalize")
 
 
@@ -78,6 +80,9 @@ class BuildOptions:
     """RayPipelineExecutor arguments: cpus_per_task, mem_per_cpu_gb; `address` for ray.init."""
     report: bool = True
     """Write the report (tables and PNG plots) after finalizing."""
+    verbose: bool = False
+    """Show datatrove's INFO lines and per-task stats on the terminal (they always go to the log
+    files under `.build/logs/`), and progress as plain lines."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -301,7 +306,8 @@ def clear_output(out: Path) -> None:
 def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dict | None:
     """Build all domains of `recipe` into `options.out`; returns the finalize summary (None for
     slurm, whose jobs finish later)."""
-    from pipelines.executors import make_executor, require_complete
+    from pipelines.executors import make_executor, require_complete, restore_logs, route_logs
+    from pipelines.progress import PassProgress
 
     if fresh:
         clear_output(options.out)
@@ -325,11 +331,32 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
         return None
     if options.executor == "local":
         warm_tokenizer(recipe.tokenizer)  # the local executor forks its workers: they inherit it
-    for name, step in passes:
-        executor = make_executor(options, [step], step.world_size, logs / name, name)
-        executor.run()
-        require_complete(executor, name)
-    return finalize.finalize()
+    log_file = logs / LOG_FILE
+    print(
+        f"building recipe {recipe.name} into {options.out}: "
+        + ", ".join(f"{name} {step.world_size} tasks" for name, step in passes)
+        + f", then finalize; logs in {logs}",
+        flush=True,
+    )
+    if not options.verbose:
+        route_logs(log_file)
+    try:
+        for name, step in passes:
+            executor = make_executor(options, [step], step.world_size, logs / name, name, log_file=log_file)
+            display = PassProgress(
+                name,
+                step.jobs,
+                options.out / WORK / "stats" / name,
+                logs / name / "completions",
+                tty=False if options.verbose else None,
+            )
+            with display:
+                executor.run()
+            require_complete(executor, name)
+        return finalize.finalize()
+    finally:
+        if not options.verbose:
+            restore_logs()
 
 
 class FinalizeBuild(PipelineStep):

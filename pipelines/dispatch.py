@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import resource
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,50 @@ from datatrove.pipeline.base import PipelineStep
 
 LENGTH_EDGES = [0, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1 << 40]
 """Document-length histogram bins (tokens), the same edges as `prolong_data.inspect`."""
+PROGRESS_SUFFIX = ".progress"
+"""A running task's live counts: `<stats folder>/<domain>/<local rank>.progress` (see `TaskProgress`)."""
+
+
+class TaskProgress:
+    """Live counts of one running task for the build's progress display (`pipelines/progress.py`).
+
+    Counts the documents its first step (the reader) yields and the tokens of the tokenized
+    documents that reach `CountTokenized`, and writes them to a small JSON file at most once per
+    `interval` seconds. The task's final stats file carries the last counts; the live file is then
+    removed.
+    """
+
+    def __init__(self, path: Path, interval: float = 1.0):
+        self.path, self.interval = Path(path), interval
+        self.documents = self.tokens = 0
+        self._last = time.monotonic()
+
+    def documents_of(self, items):
+        for item in items:
+            self.documents += 1
+            self._tick()
+            yield item
+
+    def tokens_of(self, items):
+        for item in items:
+            self.tokens += len(item.tokens)
+            self._tick()
+            yield item
+
+    def counts(self) -> dict:
+        return {"documents": self.documents, "tokens": self.tokens}
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(self.counts()))
+            tmp.replace(self.path)  # the display never reads half a file
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -68,10 +113,16 @@ class DomainTasks(PipelineStep):
             raise AssertionError(f"executor runs {world_size} tasks, the domains need {self.world_size}")
         job, local = self.locate(rank)
         steps = copy.deepcopy(job.steps)
+        folder = Path(self.stats_folder) / job.domain
+        progress = TaskProgress(folder / f"{local:05d}{PROGRESS_SUFFIX}")
         with self.track_time():
             pipelined = None
-            for step in steps:
+            for i, step in enumerate(steps):
                 pipelined = step(pipelined, local, job.tasks)
+                if i == 0 and pipelined is not None:
+                    pipelined = progress.documents_of(pipelined)
+                elif isinstance(step, CountTokenized):
+                    pipelined = progress.tokens_of(pipelined)
             if pipelined is not None:
                 deque(pipelined, maxlen=0)
         report = {}
@@ -84,9 +135,11 @@ class DomainTasks(PipelineStep):
         extra["peak_rss_mb"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )  # this worker so far
-        path = Path(self.stats_folder) / job.domain / f"{local:05d}.json"
+        extra["progress"] = progress.counts()
+        path = folder / f"{local:05d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"steps": report, **extra}, indent=1, sort_keys=True) + "\n")
+        progress.finish()
         return iter(())
 
 
