@@ -59,8 +59,10 @@ test-slow: $(STAMP)
 	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "slow and not gpu and not core_install"
 
 ## The core install alone (no extras) in a fresh venv: build the demo, verify it, no torch (CI).
+## CORE_CONSTRAINTS=constraints-lowest.txt tries the lowest versions, CORE_CONSTRAINTS=none the newest.
+CORE_CONSTRAINTS ?= constraints.txt
 test-core-install: $(STAMP)
-	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m core_install tests/test_core_install.py
+	PROLONG_CORPUS=$(CORPUS) PROLONG_CORE_CONSTRAINTS=$(CORE_CONSTRAINTS) $(PYTEST) -q -m core_install tests/test_core_install.py
 
 test-all: test test-slow test-core-install
 
