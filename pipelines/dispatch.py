@@ -83,7 +83,9 @@ class DomainTasks(PipelineStep):
     """Runs local task `r - offset` of the domain that owns global rank `r` (see module doc).
 
     After a task, the stats of its steps (and the worker's peak memory so far) are written to
-    `stats_folder/<domain>/<rank>.json` (overwritten by a rerun) for the build report.
+    `stats_folder/<domain>/<rank>.json` (overwritten by a rerun) for the build report. While it
+    runs, `TaskProgress` keeps `stats_folder/<domain>/<rank>.progress` up to date for the live
+    display.
     """
 
     name = "domain tasks"
