@@ -1,6 +1,6 @@
 # prolong-data: every command a researcher needs. `make shards` and `make test` work on a fresh
 # clone: the first run creates .venv from pyproject.toml (about 5 minutes), later runs reuse it
-# until pyproject.toml changes.
+# until pyproject.toml or constraints.txt changes.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -28,7 +28,7 @@ TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BI
 # or add --parallel.sp=N), 2 gloo processes on a CPU
 TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
-.PHONY: venv constraints test test-slow test-core-install test-all shards shards-512k shards-sft train-64k train-512k sft bench lint clean
+.PHONY: venv constraints test test-slow test-core-install test-all shards shards-512k shards-sft repack-demo train-64k train-512k sft bench lint clean
 
 venv: $(STAMP)
 
@@ -75,6 +75,10 @@ shards-512k: $(STAMP)
 
 shards-sft: $(STAMP)
 	$(BIN)/prolong-data shards --recipe sft-demo --out data/shards/sft-demo --corpus $(CORPUS)
+
+## The demo shards re-packed into 32K sequences without tokenizing again (a `tokenized` source).
+repack-demo: $(STAMP) data/shards/demo/mixture.json
+	$(BIN)/prolong-data shards --recipe repack-demo --out data/shards/repack-demo
 
 data/shards/demo/mixture.json:
 	$(MAKE) shards

@@ -4,6 +4,7 @@
       mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
       <domain>/                                      MDS shards of one domain (GUIDE.md section 2)
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
+      removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
       .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json
 
 Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
@@ -20,15 +21,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
-from pipelines.recipe import DomainConfig, Recipe, SourceConfig, recipe_to_yaml
-from prolong_data.chat import TokenizeChats
+from pipelines.recipe import DomainConfig, PackConfig, Recipe, recipe_to_yaml
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -39,23 +39,14 @@ from prolong_data.filters import (
 )
 from prolong_data.mds import MDSShardWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
-from prolong_data.sources import (
-    BookFolderReader,
-    ConcatRepos,
-    HashPartitionWriter,
-    PartitionReader,
-    RepoFolderReader,
-    StackRowsReader,
-    TextRowsReader,
-    hub_reader,
-)
-from prolong_data.sources.chat import ChatRowsReader
-from prolong_data.tokenize import TokenizeDocuments, load_tokenizer, warm_tokenizer
+from prolong_data.sources import HashPartitionWriter, PartitionReader
+from prolong_data.sources.registry import ReaderContext
+from prolong_data.tokenize import warm_tokenizer
 
 WORK = ".build"
+REMOVED = "removed"
 LOG_FILE = "shards.log"
 """The command's own log lines (executors, warnings) in `.build/logs/`, beside each pass's task logs."""
-PASSES = ("read", "build", "finalize")
 
 
 class BuildError(RuntimeError):
@@ -111,127 +102,112 @@ class DomainPlan:
     """Reader(s) and filters: the documents of the domain, before any shuffle."""
     read_steps: list
     """Pass `read`: the source steps, then the hash partition writer; empty when the domain needs
-    no shuffle (one task and no repository rows to group), whose build pass then reads itself."""
+    no shuffle (one task and nothing to group, or tokenized sources), whose build pass then reads
+    its sources itself."""
     build_steps: list
     """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
 
 
-def domain_tasks(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int:
+def domain_task_count(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int:
+    """How many tasks build `domain`: `tasks` (else the recipe's), capped by its `max_tasks`."""
     wanted = tasks or recipe.tasks
     return min(wanted, domain.max_tasks) if domain.max_tasks else wanted
 
 
-def source_reader(source: SourceConfig, bad_input_file: str, utf8: str) -> PipelineStep:
-    """The reader step of one source."""
-    common = {"glob": source.glob, "bad_input_file": bad_input_file}
-    if source.kind == "code_folders":
-        return RepoFolderReader(
-            source.paths,
-            include=source.include or None,
-            max_file_bytes=source.max_file_bytes,
-            min_files=source.min_files,
-            **common,
-        )
-    if source.kind == "code_rows":
-        return StackRowsReader(source.paths, utf8=utf8, **common)
-    if source.kind == "book_files":
-        return BookFolderReader(source.paths, utf8=utf8, **common)
-    if source.kind == "rows":
-        return TextRowsReader(
-            source.paths,
-            text_key=source.text_key,
-            id_key=source.id_key,
-            keep_where=source.keep_where,
-            render=source.render,
-            clean=source.clean,
-            utf8=utf8,
-            **common,
-        )
-    if source.kind == "hub":
-        return hub_reader(
-            source.dataset,
-            split=source.split,
-            config=source.config,
-            data_files=source.data_files,
-            text_key=source.text_key,
-            id_key=source.id_key,
-        )
-    if source.kind == "chat":
-        return ChatRowsReader(
-            source.paths,
-            chat_format=source.chat_format,
-            text_key=source.text_key,
-            id_key=source.id_key,
-            utf8=utf8,
-            **common,
-        )
-    raise BuildError(f"source kind {source.kind!r} has no reader")
+def _pack_concat(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
+    return PackConcat(recipe.seq_len, report_folder=folder)
 
 
-def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | None) -> DomainPlan:
-    work = out / WORK
-    n = domain_tasks(recipe, domain, tasks)
-    folder, partitions = out / domain.name, work / "partitions" / domain.name
-    is_repo_rows = any(s.kind == "code_rows" for s in domain.sources)
-    source_steps: list = []
+def _pack_length_binned(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
+    return PackLengthBinned(recipe.seq_len, pack.chunk_len, bins=pack.bins or None, report_folder=folder)
+
+
+def _pack_best_fit(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
+    # the padding span is EOS tokens with mask 0; the step looks the id up when it runs
+    return PackBestFit(
+        recipe.seq_len, tokenizer=recipe.tokenizer, too_long=pack.too_long, report_folder=folder
+    )
+
+
+PACK_STEPS = {"concat": _pack_concat, "length_binned": _pack_length_binned, "best_fit": _pack_best_fit}
+"""The packer step of each pack mode (`PackConfig.mode`)."""
+
+
+def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
+    """The domain's readers, then the filters that work on text: its documents before any shuffle."""
+    steps: list[PipelineStep] = []
     for i, source in enumerate(domain.sources):
-        bad_file = str(work / "bad_input" / domain.name / f"source{i}.{{rank:05d}}.json")
-        source_steps.append(source_reader(source, bad_file, recipe.utf8))
+        bad_file = str(out / WORK / "bad_input" / domain.name / f"source{i}.{{rank:05d}}.json")
+        steps.append(source.reader(ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8)))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
-            if len(domain.sources) > 1:
-                raise ValueError(f"domain {domain.name}: hash_split works on a domain with one source")
-            source_steps.append(HashSplitFilter(buckets, [bucket]))
-    source_steps += [ValidUtf8Filter(recipe.utf8), NonEmptyFilter(), *quality_filters(domain.quality_filters)]
-    # One task sees every document of the domain anyway: no shuffle needed, the same documents in
-    # the same order (so the same bytes) as through one partition, one pass fewer.
-    shuffle = n > 1 or is_repo_rows
-    read_steps: list = []
-    if shuffle:
-        key = "repo" if is_repo_rows else "text"
-        read_steps = [*source_steps, HashPartitionWriter(str(partitions), n, key=key)]
+            steps.append(HashSplitFilter(buckets, [bucket]))
+    if domain.produces != "tokens":
+        removed = removed_writers(domain, out)
+        steps += [
+            ValidUtf8Filter(recipe.utf8, exclusion_writer=removed("valid_utf8")),
+            NonEmptyFilter(exclusion_writer=removed("non_empty")),
+            *quality_filters(domain.quality_filters, exclusion_writer=removed),
+        ]
+    return steps
 
-    build_steps: list = [PartitionReader(str(partitions))] if shuffle else list(source_steps)
-    if is_repo_rows:
-        build_steps.append(ConcatRepos(min_files=min(s.min_files for s in domain.sources)))
-    if domain.dedup:
-        build_steps.append(ExactDedupFilter())
-    is_chat = any(s.kind == "chat" for s in domain.sources)
-    if is_chat and domain.pack.mode != "best_fit":
-        raise ValueError(
-            f"domain {domain.name}: chat sources need `pack: {{mode: best_fit}}` (whole conversations)"
-        )
-    build_steps.append(TokenizeChats(recipe.tokenizer) if is_chat else TokenizeDocuments(recipe.tokenizer))
-    pack = domain.pack
-    min_tokens = pack.min_tokens
-    if pack.mode == "length_binned" and min_tokens is None:
-        min_tokens = min(pack.bins or [pack.chunk_len])
-    if min_tokens:
-        build_steps.append(MinTokensFilter(min_tokens))
-    build_steps.append(CountTokenized())
-    if pack.mode == "concat":
-        build_steps.append(PackConcat(recipe.seq_len, report_folder=str(folder)))
-    elif pack.mode == "length_binned":
-        build_steps.append(
-            PackLengthBinned(
-                recipe.seq_len, pack.chunk_len, bins=pack.bins or None, report_folder=str(folder)
-            )
-        )
-    else:
-        pad_id = load_tokenizer(recipe.tokenizer).eos_id  # the padding span is EOS tokens with mask 0
-        build_steps.append(
-            PackBestFit(recipe.seq_len, pad_id=pad_id, too_long=pack.too_long, report_folder=str(folder))
-        )
-    build_steps.append(
+
+def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
+    """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
+    folder = str(out / domain.name)
+    steps: list[PipelineStep] = []
+    if domain.deduplicates:
+        steps.append(ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup")))
+    tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
+    if tokenize is not None:
+        steps.append(tokenize)
+    if domain.pack.min_document_tokens:
+        steps.append(MinTokensFilter(domain.pack.min_document_tokens))
+    steps.append(CountTokenized())
+    steps.append(PACK_STEPS[domain.pack.mode](recipe, domain.pack, folder))
+    steps.append(
         MDSShardWriter(
-            str(folder),
+            folder,
             domain.name,
             recipe.seq_len,
-            with_mask=pack.mode == "best_fit",
+            with_mask=domain.pack.mode == "best_fit",
             compression=recipe.compression,
         )
     )
-    return DomainPlan(domain, n, folder, partitions, source_steps, read_steps, build_steps)
+    return steps
+
+
+def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | None) -> DomainPlan:
+    """The steps of one domain: read its sources, group them when they must meet (a shuffle by
+    hash), then make shards. One task sees every document of the domain anyway, so it needs no
+    shuffle: the same documents in the same order (so the same bytes) as through one partition,
+    one pass fewer. Tokenized sources need none either: each task reads its own share."""
+    n = domain_task_count(recipe, domain, tasks)
+    folder, partitions = out / domain.name, out / WORK / "partitions" / domain.name
+    sources = source_steps(recipe, domain, out)
+    group_key = domain.sources[0].group_key
+    shuffle = group_key is not None or (n > 1 and domain.produces != "tokens")
+    read_steps = (
+        [*sources, HashPartitionWriter(str(partitions), n, key=group_key or "text")] if shuffle else []
+    )
+    build_steps = [PartitionReader(str(partitions))] if shuffle else list(sources)
+    build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
+    build_steps += document_steps(recipe, domain, out)
+    return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
+
+
+def removed_writers(domain: DomainConfig, out: Path):
+    """`writer(filter_name)`: where a filter of `domain` writes the documents it removes
+    (`removed/<domain>/<filter>/NNNNN.jsonl.gz`), or None when the domain does not keep them."""
+
+    def writer(filter_name: str):
+        if not domain.keep_removed:
+            return None
+        from datatrove.pipeline.writers import JsonlWriter
+
+        return JsonlWriter(str(out / REMOVED / domain.name / filter_name), output_filename="${rank}.jsonl.gz")
+
+    return writer
 
 
 def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
@@ -292,7 +268,7 @@ def clear_output(out: Path) -> None:
         return
     for child in out.iterdir():
         if (
-            child.name in (WORK, "report")
+            child.name in (WORK, "report", REMOVED)
             or (child / "index.json").is_file()
             or child.name.startswith("rank-")
         ):
@@ -377,12 +353,6 @@ class FinalizeBuild(PipelineStep):
         from pipelines.report import finalize_build
 
         return finalize_build(self.recipe, self.domains, Path(self.out), report=self.report)
-
-
-def options_dict(options: BuildOptions) -> dict:
-    data = asdict(options)
-    data["out"] = str(options.out)
-    return data
 
 
 __all__ = ["BuildError", "BuildOptions", "run_build", "plan_build", "recipe_to_yaml"]

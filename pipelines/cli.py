@@ -73,22 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
     p.set_defaults(func=_verify)
 
-    _add_optional_commands(sub)
+    from pipelines import shards
+
+    shards.add_parser(sub)
     return parser
 
 
-def _add_optional_commands(sub) -> None:
-    """Commands that live in their own modules (recipes, builds)."""
-    import importlib.util
-
-    if importlib.util.find_spec("pipelines.shards") is not None:
-        from pipelines import shards
-
-        shards.add_parser(sub)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra  # `--field=value` flags of a command that reads a typed config
     return args.func(args)
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-LENGTH_EDGES = [0, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1 << 40]
-"""Document-length histogram bins (tokens), the same edges as `prolong_data.inspect`."""
+from prolong_data.lengths import LENGTH_EDGES, length_bins
+
 PROGRESS_SUFFIX = ".progress"
 """A running task's live counts: `<stats folder>/<domain>/<local rank>.progress` (see `TaskProgress`)."""
 
@@ -163,7 +163,7 @@ class CountTokenized(PipelineStep):
             n = len(doc.tokens)
             self._docs += 1
             self._tokens += n
-            self._hist[np.searchsorted(LENGTH_EDGES, n, side="right") - 1] += 1
+            self._hist[length_bins(n)] += 1
             yield doc
         self.stat_update("documents", value=self._docs)
         self.stat_update("tokens", value=self._tokens)

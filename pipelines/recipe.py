@@ -1,7 +1,9 @@
 """Recipes: which sources feed which domain folder, how each is packed, and the mixture.
 
 A recipe is a YAML file in `pipelines/recipes/` (or any path) loaded into the dataclasses
-below; command-line flags only override it (`with_overrides`). Paths in sources may use
+below by `prolong_data.config` (types checked, unknown keys refused); command-line flags only
+override it (`load_recipe(name, overrides)`, `with_proportions`). A domain's sources are the
+source kinds of `prolong_data.sources`, each with its own fields. Paths in sources may use
 `{corpus}` (the `--corpus` folder, else the recipe's `corpus`), `{stdlib}` and `{purelib}` (this
 Python's standard library and site-packages, whose packages serve as real code repositories).
 """
@@ -10,82 +12,29 @@ from __future__ import annotations
 
 import dataclasses
 import sysconfig
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
+from prolong_data.config import ConfigError, from_dict, load, read_yaml, to_dict
+from prolong_data.sources.registry import SourceConfig, Utf8Policy
+
 RECIPES_DIR = Path(__file__).parent / "recipes"
-SOURCE_KINDS = ("code_folders", "code_rows", "book_files", "rows", "hub", "chat")
-PACK_MODES = ("concat", "length_binned", "best_fit")
+PackMode = Literal["concat", "length_binned", "best_fit"]
+PACK_MODES = typing.get_args(PackMode)
 GROUPS = ("long", "short")
 TOLERANCE = 1e-6
-
-
-@dataclass(kw_only=True)
-class SourceConfig:
-    """One input of a domain; several sources of a domain are read one after the other."""
-
-    kind: str
-    """`code_folders` (sub-folders are repositories), `code_rows` (The Stack rows), `book_files`
-    (`.txt` books), `rows` (jsonl/parquet text rows), `hub` (HF dataset by name), `chat` (SFT
-    conversations: rendered with the tokenizer's chat template, with assistant-token masks)."""
-    paths: list[str] = field(default_factory=list)
-    """Files or folders (searched recursively); `{corpus}`, `{stdlib}`, `{purelib}` are expanded."""
-    glob: str | None = None
-    """Only files whose name matches this pattern (default: the reader's usual endings)."""
-    include: list[str] = field(default_factory=list)
-    """`code_folders`: the repositories (sub-folder names) to take, in this order; empty = all."""
-    text_key: str = "text"
-    """`rows`: the field holding the text."""
-    id_key: str = "id"
-    """`rows`: the field holding a document id (file and line when absent)."""
-    keep_where: dict[str, str] = field(default_factory=dict)
-    """`rows`: keep only rows whose dotted field equals the value, e.g.
-    `{meta.redpajama_set_name: RedPajamaBook}` for SlimPajama's books."""
-    render: str | None = None
-    """`rows`: `tulu` renders a `messages` list as Tulu-v2 text (`<|user|>` / `<|assistant|>`)."""
-    clean: str | None = None
-    """`rows`: `book` strips Project Gutenberg headers and normalises BOM and CRLF."""
-    hash_split: list[int] | None = None
-    """`[bucket, buckets]`: keep documents whose id hashes into `bucket` of `buckets`, to split
-    one source between domains deterministically."""
-    dataset: str | None = None
-    """`hub`: the dataset name on the Hugging Face hub."""
-    split: str = "train"
-    """`hub`: the dataset split."""
-    config: str | None = None
-    """`hub`: the dataset configuration name."""
-    data_files: list[str] = field(default_factory=list)
-    """`hub`: the files of a file-format dataset (`dataset: json` or `parquet`), local paths or
-    URLs; `{corpus}` is expanded. Empty for a dataset named on the hub."""
-    chat_format: str = "messages"
-    """`chat`: `messages` (UltraChat-style `messages` lists) or `tulu-text` (Tulu-v2 text chats)."""
-    max_file_bytes: int = 1_000_000
-    """`code_folders`: files larger than this are skipped (counted)."""
-    min_files: int = 2
-    """`code_folders` / `code_rows`: repositories with fewer kept files are dropped (counted)."""
-
-    def __post_init__(self):
-        if self.kind not in SOURCE_KINDS:
-            raise ValueError(f"source kind {self.kind!r} is not one of {SOURCE_KINDS}")
-        if self.kind == "hub" and not self.dataset:
-            raise ValueError("a `hub` source needs `dataset: <name on the hub>`")
-        if self.kind not in ("hub",) and not self.paths:
-            raise ValueError(f"a {self.kind!r} source needs `paths: [...]`")
-        if self.hash_split is not None:
-            bucket, buckets = self.hash_split if len(self.hash_split) == 2 else (-1, 0)
-            if not 0 <= bucket < buckets:
-                raise ValueError(
-                    f"hash_split {self.hash_split} must be [bucket, buckets] with 0 <= bucket < buckets"
-                )
 
 
 @dataclass(kw_only=True)
 class PackConfig:
     """How a domain's documents become sequences."""
 
-    mode: str = "concat"
+    mode: PackMode = "concat"
     """`concat` (short domains: whole documents end to end, cut every seq_len), `length_binned`
     (long domains: documents of at least `chunk_len` tokens cut into chunks), `best_fit` (SFT)."""
     chunk_len: int | None = None
@@ -96,16 +45,27 @@ class PackConfig:
     min_tokens: int | None = None
     """Documents with fewer tokens (BOS/EOS included) are dropped before packing; `length_binned`
     defaults to the smallest bin."""
-    too_long: str = "truncate"
+    too_long: Literal["truncate", "drop"] = "truncate"
     """`best_fit`: a conversation longer than seq_len is `truncate`d to it or `drop`ped (counted)."""
 
     def __post_init__(self):
-        if self.mode not in PACK_MODES:
-            raise ValueError(f"pack mode {self.mode!r} is not one of {PACK_MODES}")
-        if self.too_long not in ("truncate", "drop"):
-            raise ValueError(f"pack too_long {self.too_long!r} must be `truncate` or `drop`")
         if self.mode == "length_binned" and not self.chunk_len:
             raise ValueError("pack mode length_binned needs `chunk_len` (e.g. 65536)")
+        if self.chunk_len is not None and self.chunk_len <= 0:
+            raise ValueError(f"pack chunk_len must be positive, got {self.chunk_len}")
+        if any(b <= 0 for b in self.bins):
+            raise ValueError(f"pack bins must be positive token counts, got {self.bins}")
+        if self.bins and self.chunk_len not in self.bins:
+            raise ValueError(f"pack chunk_len {self.chunk_len} must be one of the bins {self.bins}")
+        if self.min_tokens is not None and self.min_tokens < 0:
+            raise ValueError(f"pack min_tokens must be >= 0, got {self.min_tokens}")
+
+    @property
+    def min_document_tokens(self) -> int | None:
+        """The shortest document packed: `min_tokens`, or the smallest bin for `length_binned`."""
+        if self.min_tokens is None and self.mode == "length_binned":
+            return min(self.bins or [self.chunk_len])
+        return self.min_tokens
 
 
 @dataclass(kw_only=True)
@@ -119,17 +79,24 @@ class DomainConfig:
     proportion: float
     """Its share of training sequences; the proportions of a recipe sum to 1."""
     sources: list[SourceConfig] = field(default_factory=list)
-    """Its inputs; an empty list marks a domain this corpus lacks: its share is spread over the
-    other domains (in proportion) and the budget report says so."""
+    """Its inputs, each a mapping with a `kind` and that kind's fields (see
+    `prolong_data.sources`); several are read one after the other. An empty list marks a domain
+    this corpus lacks: its share is spread over the other domains (in proportion) and the budget
+    report says so."""
     pack: PackConfig = field(default_factory=PackConfig)
     """How its documents are packed."""
-    dedup: bool = True
-    """Remove exact duplicate documents within the domain."""
+    dedup: bool | None = None
+    """Remove exact duplicate documents within the domain; None (default) means yes for text and
+    chat sources, no for `tokenized` ones (deduplicated when they were first built)."""
     quality_filters: list[str] = field(default_factory=list)
     """datatrove quality filters for short domains (`gopher_quality`, `gopher_repetition`, `c4`,
     `fineweb`; they need spaCy)."""
     max_tasks: int | None = None
     """At most this many tasks for the domain (small domains lose a partial sequence per task)."""
+    keep_removed: bool = False
+    """Write the documents that the domain's filters remove (empty, invalid UTF-8, duplicates,
+    quality) to `removed/<domain>/<filter>/NNNNN.jsonl.gz` in the output folder, to audit them;
+    each carries its `filter_reason`."""
 
     def __post_init__(self):
         if self.group not in GROUPS:
@@ -138,10 +105,44 @@ class DomainConfig:
             raise ValueError(f"domain {self.name}: proportion {self.proportion} must be in [0, 1]")
         if self.max_tasks is not None and self.max_tasks <= 0:
             raise ValueError(f"domain {self.name}: max_tasks must be positive")
+        if not self.sources:
+            return
+        kinds = sorted({s.kind for s in self.sources})
+        if len({s.produces for s in self.sources}) > 1 or len({s.group_key for s in self.sources}) > 1:
+            raise ValueError(
+                f"domain {self.name}: sources of kinds {kinds} cannot share a domain (their documents "
+                "are made differently); give each its own domain"
+            )
+        if any(s.hash_split is not None for s in self.sources) and len(self.sources) > 1:
+            raise ValueError(f"domain {self.name}: hash_split works on a domain with one source")
+        for source in self.sources:
+            if source.pack_modes is not None and self.pack.mode not in source.pack_modes:
+                raise ValueError(
+                    f"domain {self.name}: {source.kind} sources need `pack: {{mode: {source.pack_modes[0]}}}`"
+                    + (" (whole conversations)" if source.produces == "chat" else "")
+                )
+        if self.produces == "tokens":
+            if self.dedup:
+                raise ValueError(
+                    f"domain {self.name}: `dedup: true` needs text; tokenized sources were deduplicated "
+                    "when first built (leave dedup unset)"
+                )
+            if self.quality_filters:
+                raise ValueError(f"domain {self.name}: quality filters need text, tokenized sources have ids")
 
     @property
     def present(self) -> bool:
         return bool(self.sources)
+
+    @property
+    def produces(self) -> str | None:
+        """What the domain's readers yield (`text`, `chat` or `tokens`; None without sources)."""
+        return self.sources[0].produces if self.sources else None
+
+    @property
+    def deduplicates(self) -> bool:
+        """Whether exact duplicates are removed (`dedup`, or its default for the sources)."""
+        return self.dedup if self.dedup is not None else self.produces != "tokens"
 
 
 @dataclass(kw_only=True)
@@ -166,9 +167,9 @@ class Recipe:
     """Default for `{corpus}` when `--corpus` is not given (relative to the working folder)."""
     tasks: int = 2
     """Tasks per domain (the `--tasks` default); each task writes one `rank-NNNNN` folder."""
-    compression: str | None = None
+    compression: Literal["zstd"] | None = None
     """MDS shard compression: none or `zstd`."""
-    utf8: str = "repair"
+    utf8: Utf8Policy = "repair"
     """Invalid UTF-8 in the input: `repair` (U+FFFD, counted) or `drop` the document (counted)."""
     domains: list[DomainConfig]
     """The domain folders, in the order of mixture.json."""
@@ -182,10 +183,6 @@ class Recipe:
             raise ValueError(f"max_repeat must be >= 1, got {self.max_repeat}")
         if self.tasks <= 0:
             raise ValueError(f"tasks must be positive, got {self.tasks}")
-        if self.utf8 not in ("repair", "drop"):
-            raise ValueError(f"utf8 must be 'repair' or 'drop', got {self.utf8!r}")
-        if self.compression not in (None, "zstd"):
-            raise ValueError(f"compression must be null or zstd, got {self.compression!r}")
         if self.long_share is not None and not 0 < self.long_share < 1:
             raise ValueError(f"long_share must be between 0 and 1, got {self.long_share}")
         names = [d.name for d in self.domains]
@@ -290,23 +287,14 @@ class Recipe:
                 ) from None
 
         domains = [
-            dataclasses.replace(
-                d,
-                sources=[
-                    dataclasses.replace(
-                        s, paths=[expand(p) for p in s.paths], data_files=[expand(f) for f in s.data_files]
-                    )
-                    for s in d.sources
-                ],
-            )
-            for d in self.domains
+            dataclasses.replace(d, sources=[s.expand_paths(expand) for s in d.sources]) for d in self.domains
         ]
         return dataclasses.replace(
             self, tokenizer=expand(self.tokenizer), domains=domains, corpus=places["corpus"]
         )
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return to_dict(self)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,40 +307,27 @@ def recipe_names() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
-def _typed(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {sorted(fields)}")
-    data = dict(data)
-    if cls is DomainConfig:
-        name = data.get("name", "?")
-        data["sources"] = [
-            _typed(SourceConfig, s, f"{where}.{name}.sources") for s in data.get("sources") or []
-        ]
-        data["pack"] = _typed(PackConfig, data.get("pack") or {}, f"{where}.{name}.pack")
-    if cls is Recipe:
-        data["domains"] = [_typed(DomainConfig, d, f"{where}.domains") for d in data.get("domains") or []]
-    try:
-        return cls(**data)
-    except TypeError as err:
-        raise ValueError(f"{where}: {err}") from None
-
-
-def load_recipe(name_or_path: str | Path) -> Recipe:
-    """A shipped recipe by name (`demo`, `stage1-64k`, ...) or a recipe YAML file."""
+def load_recipe(name_or_path: str | Path, overrides: Mapping | Sequence[str] | None = None) -> Recipe:
+    """A shipped recipe by name (`demo`, `stage1-64k`, ...) or a recipe YAML file, with dotted
+    overrides (`{"token_budget": 1e9}`, or flags like `--domains.fineweb-edu.proportion=0.1`)."""
     path = Path(name_or_path)
     if not path.is_file():
         path = RECIPES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ValueError(f"no recipe {name_or_path!r}: give a YAML file or one of {recipe_names()}")
-    return recipe_from_dict(yaml.safe_load(path.read_text()), where=path.name)
+    data = read_yaml(path)
+    try:
+        return load(Recipe, data, overrides)
+    except ConfigError as err:
+        raise ConfigError(f"{path.name}: {err}") from None
 
 
 def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
-    return _typed(Recipe, data, where)
+    """A recipe from plain data (what a recipe YAML file holds)."""
+    try:
+        return from_dict(Recipe, data)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from datatrove.utils.logging import logger
 
-from pipelines.dispatch import LENGTH_EDGES
 from pipelines.recipe import Recipe, recipe_to_yaml
 from prolong_data.budget import format_budget, over_limit, plan_budget
+from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
@@ -214,7 +214,7 @@ def plot_document_lengths(rows: dict, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_short(LENGTH_EDGES[i]) for i in range(len(LENGTH_EDGES) - 1)]
+    labels = [short_count(LENGTH_EDGES[i]) for i in range(len(LENGTH_EDGES) - 1)]
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.9 * len(rows) + 0.6), squeeze=False)
     for ax, (name, r) in zip(axes[:, 0], rows.items()):
         ax.bar(range(len(labels)), r["length_histogram"], color="#4C72B0")
@@ -248,10 +248,6 @@ def plot_shares(summary: dict, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=90, metadata={"Software": None})
     plt.close(fig)
-
-
-def _short(n: int) -> str:
-    return f"{n // 1024}K" if n >= 1024 else str(n)
 
 
 def _plain(obj) -> dict:

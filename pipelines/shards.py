@@ -4,6 +4,11 @@
         [--tasks N] [--workers N] [--executor local|slurm|ray]
         [--long-share 0.6] [--proportion DOMAIN=P ...] [--token-budget N] [--max-repeat X]
         [--mixture-only [--mixture-file NAME]] [--fresh] [--no-report] [--verbose]
+        [--FIELD=VALUE ...]
+
+Any recipe field can be overridden with a dotted flag: `--seq_len=32768`,
+`--domains.book-65536.pack.chunk_len=32768`, `--domains.0.max_tasks=1` (a list item by its
+position or its `name`). Values are read as YAML; the recipe is validated after all overrides.
 
 Run the same command again after a crash or a kill: finished tasks are skipped and the shards
 come out identical to an uninterrupted build. A live display shows each pass's progress; the
@@ -43,6 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="build a recipe (demo, stage1-64k, stage2-512k, sft) into MDS shards and mixture.json",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # an unknown flag is a recipe override, never a prefix of a known one
     )
     p.add_argument("--recipe", required=True, help="a recipe name (pipelines/recipes/*.yaml) or a YAML file")
     p.add_argument("--out", required=True, help="output folder (domain folders, mixture.json, report/)")
@@ -84,23 +90,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ray.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     ray.add_argument("--ray-cpus-per-task", type=int, default=1)
     ray.add_argument("--ray-mem-per-cpu-gb", type=float, default=2.0)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, takes_overrides=True)
     return p
+
+
+NAMED_OVERRIDES = ("long_share", "token_budget", "max_repeat", "tokenizer")
+"""Recipe fields that have their own flag (`--long-share`, ...)."""
 
 
 def resolve_recipe(args: argparse.Namespace):
     """The recipe of the command, with every override applied and paths expanded."""
     from pipelines.recipe import load_recipe
+    from prolong_data.config import parse_overrides
 
-    recipe = load_recipe(args.recipe)
+    overrides = parse_overrides(getattr(args, "overrides", None) or [])
+    for name in NAMED_OVERRIDES:
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    recipe = load_recipe(args.recipe, overrides)
     if args.proportion:
         recipe = recipe.with_proportions(dict(args.proportion))
-    recipe = recipe.with_overrides(
-        long_share=args.long_share,
-        token_budget=args.token_budget,
-        max_repeat=args.max_repeat,
-        tokenizer=args.tokenizer,
-    )
     return recipe.resolved(args.corpus)
 
 

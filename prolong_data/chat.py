@@ -184,8 +184,9 @@ class ChatEncoder:
 class TokenizeChats(PipelineStep):
     """datatrove step: chat `Document`s (`metadata["messages"]`) in, `TokenizedDocument`s with masks out.
 
-    A conversation that is not trainable (see `conversation_problem`) is counted under its
-    reason in the step's stats and skipped.
+    The conversations come from `ChatRowsReader`, which checked each one (`conversation_problem`)
+    and counted and skipped the ones that are not trainable. Counts (`conversations`, `tokens`,
+    `trained_tokens`) are kept in plain integers and reported once, when the task ends.
     """
 
     name = "chat template + loss mask"
@@ -200,16 +201,17 @@ class TokenizeChats(PipelineStep):
 
         tok = load_tokenizer(self.tokenizer)
         encoder = ChatEncoder(tok, ChatTemplate.for_tokenizer(self.tokenizer, tok))
-        for doc in data:
-            messages = doc.metadata.get("messages")
-            problem = conversation_problem(messages)
-            if problem:
-                self.stat_update(f"bad_{problem}")
-                continue
-            ids, mask = encoder.encode(messages)
-            self.stat_update("conversations")
-            self.stat_update("tokens", value=len(ids))
-            self.stat_update("trained_tokens", value=int(mask.sum()))
-            yield TokenizedDocument(
-                id=doc.id, tokens=ids, source=str(doc.metadata.get("source", "")), mask=mask
-            )
+        counts = {"conversations": 0, "tokens": 0, "trained_tokens": 0}
+        try:
+            for doc in data:
+                ids, mask = encoder.encode(doc.metadata["messages"])
+                counts["conversations"] += 1
+                counts["tokens"] += len(ids)
+                counts["trained_tokens"] += int(mask.sum())
+                yield TokenizedDocument(
+                    id=doc.id, tokens=ids, source=str(doc.metadata.get("source", "")), mask=mask
+                )
+        finally:
+            for key, value in counts.items():
+                if value:
+                    self.stat_update(key, value=value)

@@ -1,9 +1,10 @@
 """Document filters of a domain pipeline (datatrove pipeline steps, plus one on token counts).
 
 Every drop is counted in the step's stats under `dropped_<reason>`, so a build's report says
-how much each filter removed. The filters count in plain integers and report to datatrove's
-stats once per task (`CountingFilter`): datatrove's `BaseFilter` updates several stats objects
-per document, which on short documents costs more than the filters themselves.
+how much each filter removed. The filters are datatrove `BaseFilter`s (an `exclusion_writer`
+keeps what they remove) that count in plain integers and report to datatrove's stats once per
+task (`CountingFilter`): `BaseFilter.run` updates several stats objects per document, which on
+short documents costs more than the filters themselves.
 
 * `ValidUtf8Filter`: text that cannot be written as UTF-8 (lone surrogates from `\\ud800` JSON
   escapes) is repaired (U+FFFD) or dropped.
@@ -18,15 +19,19 @@ per document, which on short documents costs more than the filters themselves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from prolong_data.sources.partitions import key_hash
+from prolong_data.sources.registry import check_utf8_policy
 
 
 def report_counts(step: PipelineStep, counts: Mapping[str, int]) -> None:
@@ -36,31 +41,38 @@ def report_counts(step: PipelineStep, counts: Mapping[str, int]) -> None:
             step.stat_update(key, value=value)
 
 
-class CountingFilter(PipelineStep):
-    """Keeps the documents for which `filter` says so; counts `total`, `forwarded`, `dropped`,
-    `dropped_<reason>` and the kept characters (`doc_len`), reported when the task ends."""
+class CountingFilter(BaseFilter):
+    """datatrove's `BaseFilter`, counting in plain integers: `total`, `forwarded`, `dropped`,
+    `dropped_<reason>` and the kept characters (`doc_len`) are reported once, when the task ends.
 
-    type = "🔻 - FILTER"
+    As in datatrove, an `exclusion_writer` (e.g. a `JsonlWriter`) receives every removed document,
+    with the reason in `metadata["filter_reason"]`, so what a filter removed can be audited.
+    """
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str | None]:
-        """True to keep `doc`; False or (False, reason) to drop it."""
-        raise NotImplementedError
+    def __init__(self, exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer=exclusion_writer)
 
     def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         counts: Counter[str] = Counter()
         kept_chars = 0
+        writer = self.exclusion_writer
         try:
-            for doc in data:
-                result = self.filter(doc)
-                keep, reason = (result, None) if isinstance(result, bool) else result
-                if keep:
-                    counts["forwarded"] += 1
-                    kept_chars += len(doc.text)
-                    yield doc
-                else:
+            with writer if writer is not None else contextlib.nullcontext():
+                for doc in data:
+                    result = self.filter(doc)
+                    keep, reason = (result, None) if isinstance(result, bool) else result
+                    if keep:
+                        counts["forwarded"] += 1
+                        kept_chars += len(getattr(doc, "text", "") or "")
+                        yield doc
+                        continue
                     counts["dropped"] += 1
                     if reason:
                         counts[f"dropped_{reason}"] += 1
+                    if writer is not None:
+                        if reason:
+                            doc.metadata["filter_reason"] = reason
+                        writer.write(doc, rank)
         finally:
             counts["total"] = counts["forwarded"] + counts["dropped"]
             counts["doc_len"] = kept_chars
@@ -72,11 +84,9 @@ class ValidUtf8Filter(CountingFilter):
 
     name = "valid UTF-8"
 
-    def __init__(self, mode: str = "repair"):
-        super().__init__()
-        if mode not in ("repair", "drop"):
-            raise ValueError(f"mode must be 'repair' or 'drop', got {mode!r}")
-        self.mode = mode
+    def __init__(self, mode: str = "repair", exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer)
+        self.mode = check_utf8_policy(mode)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         try:
@@ -105,8 +115,8 @@ class ExactDedupFilter(CountingFilter):
 
     name = "exact dedup"
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, exclusion_writer: DiskWriter | None = None):
+        super().__init__(exclusion_writer)
         self._seen: set[bytes] = set()
 
     def run(self, data, rank: int = 0, world_size: int = 1):
@@ -170,8 +180,13 @@ class MinTokensFilter(PipelineStep):
 QUALITY_FILTERS = ("gopher_quality", "gopher_repetition", "c4", "fineweb")
 
 
-def quality_filters(names: Sequence[str]) -> list[PipelineStep]:
-    """datatrove's quality filters, by name (default settings), for short domains."""
+def quality_filters(
+    names: Sequence[str], exclusion_writer: Callable[[str], DiskWriter | None] | None = None
+) -> list[PipelineStep]:
+    """datatrove's quality filters, by name (default settings), for short domains.
+
+    `exclusion_writer(name)`, when given, is the writer that receives what filter `name` removes.
+    """
     unknown = [n for n in names if n not in QUALITY_FILTERS]
     if unknown:
         raise ValueError(f"unknown quality filters {unknown}; choose from {QUALITY_FILTERS}")
@@ -179,22 +194,12 @@ def quality_filters(names: Sequence[str]) -> list[PipelineStep]:
         raise ValueError(
             f"quality filters {list(names)} split words with spaCy: pip install 'prolong-data[quality]'"
         )
-    out: list[PipelineStep] = []
-    for name in names:
-        if name == "gopher_quality":
-            from datatrove.pipeline.filters import GopherQualityFilter
+    from datatrove.pipeline import filters
 
-            out.append(GopherQualityFilter())
-        elif name == "gopher_repetition":
-            from datatrove.pipeline.filters import GopherRepetitionFilter
-
-            out.append(GopherRepetitionFilter())
-        elif name == "c4":
-            from datatrove.pipeline.filters import C4QualityFilter
-
-            out.append(C4QualityFilter(filter_no_terminal_punct=False))
-        else:
-            from datatrove.pipeline.filters import FineWebQualityFilter
-
-            out.append(FineWebQualityFilter())
-    return out
+    makers = {
+        "gopher_quality": lambda w: filters.GopherQualityFilter(exclusion_writer=w),
+        "gopher_repetition": lambda w: filters.GopherRepetitionFilter(exclusion_writer=w),
+        "c4": lambda w: filters.C4QualityFilter(filter_no_terminal_punct=False, exclusion_writer=w),
+        "fineweb": lambda w: filters.FineWebQualityFilter(exclusion_writer=w),
+    }
+    return [makers[name](exclusion_writer(name) if exclusion_writer else None) for name in names]

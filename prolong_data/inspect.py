@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prolong_data.lengths import LENGTH_EDGES, bin_label, length_bins
 from prolong_data.mds import read_manifest
 from prolong_data.mds_format import read_samples
 
@@ -23,7 +24,6 @@ REQUIRED_COLUMNS = {
     "domain": "str",
     "length": "int",
 }
-HISTOGRAM_EDGES = [0, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1 << 40]
 
 
 def domain_folders(root: str | Path) -> list[Path]:
@@ -147,16 +147,7 @@ class DomainSummary:
     span_lengths: Counter = field(default_factory=Counter)  # histogram bin index -> count
 
     def histogram_rows(self) -> list[tuple[str, int]]:
-        rows = []
-        for i in range(len(HISTOGRAM_EDGES) - 1):
-            lo, hi = HISTOGRAM_EDGES[i], HISTOGRAM_EDGES[i + 1]
-            label = f"[{_short(lo)}, {_short(hi)})" if hi < 1 << 40 else f">= {_short(lo)}"
-            rows.append((label, self.span_lengths.get(i, 0)))
-        return rows
-
-
-def _short(n: int) -> str:
-    return f"{n // 1024}K" if n >= 1024 and n % 1024 == 0 else str(n)
+        return [(bin_label(i), self.span_lengths.get(i, 0)) for i in range(len(LENGTH_EDGES) - 1)]
 
 
 def summarize(folder: str | Path) -> DomainSummary:
@@ -171,8 +162,7 @@ def summarize(folder: str | Path) -> DomainSummary:
         summary.spans += len(spans)
         if row.get("mask") is not None:
             summary.masked_in_tokens += int(row["mask"].sum())
-        bins = np.searchsorted(HISTOGRAM_EDGES, lengths, side="right") - 1
-        summary.span_lengths.update(bins.tolist())
+        summary.span_lengths.update(length_bins(lengths).tolist())
     return summary
 
 

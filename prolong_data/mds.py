@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from prolong_data.mds_format import NativeMDSWriter, merge_indexes
+from prolong_data.mds_format import COMPRESSIONS, DEFAULT_SIZE_LIMIT, NativeMDSWriter, merge_indexes
 from prolong_data.packing.sequence import PackedSequence
 
 PRETRAIN_COLUMNS = {
@@ -34,8 +34,6 @@ PRETRAIN_COLUMNS = {
 SFT_COLUMNS = {**PRETRAIN_COLUMNS, "mask": "ndarray:uint8"}
 MANIFEST = "manifest.json"
 RANK_PREFIX = "rank-"
-COMPRESSIONS = (None, "zstd")
-WRITER_BACKENDS = ("native", "streaming")
 
 
 def rank_folder(domain_folder: str | Path, rank: int) -> Path:
@@ -61,8 +59,8 @@ class MDSShardWriter(PipelineStep):
 
     A rank's folder is emptied before it is written, so a rerun of a killed rank starts clean
     and gives the same bytes. Sequences of the wrong length are a bug upstream and raise.
-    `backend="native"` (default) writes the same bytes as `streaming.MDSWriter` without importing
-    torch in every worker (see `mds_format.py`); `backend="streaming"` uses MDSWriter itself.
+    The native writer gives the same bytes as `streaming.MDSWriter` without importing torch in
+    every worker (see `mds_format.py`).
     """
 
     name = "MDS shard writer"
@@ -75,35 +73,24 @@ class MDSShardWriter(PipelineStep):
         seq_len: int,
         with_mask: bool = False,
         compression: str | None = None,
-        size_limit: int = 1 << 27,
-        backend: str = "native",
+        size_limit: int = DEFAULT_SIZE_LIMIT,
     ):
         super().__init__()
         if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+            raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         self.output_folder = str(output_folder)
         self.domain, self.seq_len = domain, seq_len
         self.columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
         self.compression, self.size_limit = compression, size_limit
-        if backend not in WRITER_BACKENDS:
-            raise ValueError(f"backend must be one of {WRITER_BACKENDS}, got {backend!r}")
-        self.backend = backend
-
-    def _open_writer(self, out: Path):
-        if self.backend == "streaming":
-            from streaming import MDSWriter
-
-            return MDSWriter(
-                out=str(out), columns=self.columns, compression=self.compression, size_limit=self.size_limit
-            )
-        return NativeMDSWriter(out, self.columns, compression=self.compression, size_limit=self.size_limit)
 
     def run(self, data: Iterator[PackedSequence], rank: int = 0, world_size: int = 1):
         out = rank_folder(self.output_folder, rank)
         if out.exists():
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        with self._open_writer(out) as writer:
+        with NativeMDSWriter(
+            out, self.columns, compression=self.compression, size_limit=self.size_limit
+        ) as writer:
             for seq in data:
                 if seq.seq_len != self.seq_len:
                     raise AssertionError(f"packer produced {seq.seq_len} tokens, expected {self.seq_len}")

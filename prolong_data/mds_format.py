@@ -5,8 +5,8 @@ worker process, and a training stack that a data-only install does not have). Th
 exactly the encodings of our shard contract (`ndarray:<dtype>` with a dynamic shape, `str`,
 `int`) and produces the same bytes as `streaming.MDSWriter` for the same rows and settings; the
 reader decodes what streaming's MDS reader decodes for the plain encodings (arrays, scalars,
-strings, bytes, JSON), so `verify`, `inspect` and other readers of built shards need no torch.
-`tests/prolong_data/test_mds_format.py` checks both against streaming.
+strings, bytes, JSON), so `verify`, `inspect`, the `tokenized` source and other readers of built
+shards need no torch. `tests/prolong_data/test_mds_format.py` checks both against streaming.
 
 Shard file layout (what `streaming` reads)::
 
@@ -16,6 +16,7 @@ Shard file layout (what `streaming` reads)::
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,12 +30,9 @@ VALUE_DTYPES = {
 SHAPE_DTYPES = ("uint8", "uint16", "uint32", "uint64")
 FIXED_SIZES = {"int": 8}
 COMPRESSIONS = {None: None, "zstd": ("zstd", 3)}
-"""Compressions the writer offers: name in the recipe -> (algorithm, level) as streaming writes it."""
-DEFAULT_SIZE_LIMIT = 1 << 26
-
-
-class MDSFormatError(ValueError):
-    """A shard or index that is not valid MDS; the message names the file."""
+"""Shard compressions: name -> (file suffix, zstd level), as streaming names and levels them."""
+DEFAULT_SIZE_LIMIT = 1 << 27
+"""Bytes per shard file before a new one starts (128 MiB)."""
 
 
 def compress(algorithm: str, data: bytes, level: int) -> bytes:
@@ -210,44 +208,13 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
 # Reading
 # --------------------------------------------------------------------------------------------
 
-SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
-"""Scalar column encodings (`uint32`, `float32`, ...): one fixed-size value."""
 
-
-def decode_column(encoding: str, data: bytes):
-    """The value of one column, as streaming's MDS reader returns it (plain encodings only)."""
-    if encoding == "str":
-        return data.decode("utf-8")
-    if encoding == "bytes":
-        return data
-    if encoding == "int":
-        return int(np.frombuffer(data, np.int64)[0])
-    if encoding == "json":
-        return json.loads(data.decode("utf-8"))
-    if encoding in SCALAR_DTYPES:
-        return np.frombuffer(data, SCALAR_DTYPES[encoding])[0]
-    if encoding.startswith("ndarray:"):
-        return _decode_ndarray(encoding, data)
-    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
-
-
-def _decode_ndarray(encoding: str, data: bytes) -> np.ndarray:
-    parts = encoding.split(":")
-    if len(parts) < 2 or parts[1] not in VALUE_DTYPES:
-        raise MDSFormatError(f"column encoding {encoding!r} needs a fixed dtype for the native reader")
-    dtype = np.dtype(parts[1])
-    if len(parts) == 3:  # static shape: the values only
-        shape = tuple(int(d) for d in parts[2].split(","))
-        return np.frombuffer(data, dtype).reshape(shape)
-    head = data[0]
-    ndim, shape_dtype = head >> 2, np.dtype(SHAPE_DTYPES[head & 3])
-    end = 1 + ndim * shape_dtype.itemsize
-    shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
-    return np.frombuffer(data[end:], dtype).reshape(shape)
+class MDSFormatError(ValueError):
+    """An MDS folder or shard this reader cannot read; the message names the file."""
 
 
 def read_index(folder: str | Path) -> list[dict]:
-    """The shard entries of `folder/index.json` (version 2, MDS shards only)."""
+    """The shard entries of `folder/index.json` (a merged index lists rank sub-folders' shards)."""
     path = Path(folder) / "index.json"
     try:
         index = json.loads(path.read_text())
@@ -278,30 +245,57 @@ def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
     algorithm = str(info.get("compression") or "").split(":")[0]
     try:
         return decompress(algorithm, path.read_bytes())
-    except MDSFormatError:
-        raise
+    except MDSFormatError as err:
+        raise MDSFormatError(f"{path}: {err}") from None
     except Exception as err:  # each decompressor raises its own kind on damaged input
         raise MDSFormatError(f"{path} does not decompress ({type(err).__name__}: {err})") from None
 
 
+SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
+"""Scalar column encodings (`uint32`, `float32`, ...): one fixed-size value."""
+
+
+def decode_column(encoding: str, data: bytes):
+    """One column value from its bytes, as streaming's MDS reader returns it: `ndarray:<dtype>[:<shape>]`,
+    a scalar dtype (`uint32`, `float64`, ...), `str`, `bytes`, `int` or `json`."""
+    if encoding.startswith("ndarray:"):
+        parts = encoding.split(":")
+        if parts[1] not in VALUE_DTYPES:
+            raise MDSFormatError(f"column encoding {encoding!r} needs a fixed dtype for the native reader")
+        dtype = np.dtype(parts[1])
+        if len(parts) > 2:  # a static shape: the values only
+            return np.frombuffer(data, dtype).reshape(tuple(int(d) for d in parts[2].split(",")))
+        ndim, shape_dtype = data[0] >> 2, np.dtype(SHAPE_DTYPES[data[0] & 3])
+        end = 1 + ndim * shape_dtype.itemsize
+        shape = tuple(int(d) for d in np.frombuffer(data[1:end], shape_dtype))
+        return np.frombuffer(data[end:], dtype).reshape(shape)
+    if encoding == "str":
+        return data.decode("utf-8")
+    if encoding == "bytes":
+        return data
+    if encoding == "int":
+        return int(np.frombuffer(data, np.int64)[0])
+    if encoding == "json":
+        return json.loads(data.decode("utf-8"))
+    if encoding in SCALAR_DTYPES:
+        return np.frombuffer(data, SCALAR_DTYPES[encoding])[0]
+    raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
+
+
 def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
     """Every sample (a dict of columns) of one raw shard, in order; `name` is used in errors."""
-    if len(data) < 4:
-        raise MDSFormatError(f"{name}: {len(data)} bytes, too short for an MDS shard")
-    count = int(np.frombuffer(data[:4], np.uint32)[0])
-    if len(data) < 4 * (count + 2):
-        raise MDSFormatError(f"{name}: truncated ({len(data)} bytes cannot hold {count} sample offsets)")
+    count = int(np.frombuffer(data[:4], np.uint32)[0]) if len(data) >= 4 else -1
+    if count < 0 or len(data) < 4 * (count + 2):
+        raise MDSFormatError(f"{name} is truncated ({len(data)} bytes: no complete sample table)")
     offsets = np.frombuffer(data[4 : 4 * (count + 2)], np.uint32).astype(np.int64)
-    if offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+    if offsets[-1] != len(data):
         raise MDSFormatError(
-            f"{name}: offsets end at {offsets[-1]}, the file has {len(data)} bytes (truncated?)"
+            f"{name} is truncated: its table ends at {offsets[-1]}, the file has {len(data)} bytes"
         )
-    names, encodings = info["column_names"], info["column_encodings"]
-    sizes = info["column_sizes"]
+    names, encodings, sizes = info["column_names"], info["column_encodings"], info["column_sizes"]
     for i in range(count):
-        sample = data[offsets[i] : offsets[i + 1]]
         try:
-            yield _decode_sample(sample, names, encodings, sizes)
+            yield _decode_sample(data[offsets[i] : offsets[i + 1]], names, encodings, sizes)
         except (ValueError, IndexError) as err:
             if isinstance(err, MDSFormatError):
                 raise
@@ -311,28 +305,49 @@ def iter_shard(data: bytes, info: dict, name: str = "shard") -> Iterator[dict]:
 def _decode_sample(sample: bytes, names, encodings, sizes) -> dict:
     lengths, pos = [], 0
     for size in sizes:
-        if size:
-            lengths.append(size)
-        else:
-            lengths.append(int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0]))
+        if size is None:  # a variable-size column: its size leads the sample
+            size = int(np.frombuffer(sample[pos : pos + 4], np.uint32)[0])
             pos += 4
+        lengths.append(size)
     row = {}
     for column, encoding, length in zip(names, encodings, lengths):
         row[column] = decode_column(encoding, sample[pos : pos + length])
         pos += length
     if pos != len(sample):
-        raise ValueError(f"columns take {pos} bytes, the sample has {len(sample)}")
+        raise ValueError(f"its columns take {pos} bytes, the sample has {len(sample)}")
     return row
 
 
-def read_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
-    """(shard basename, index in the shard, row) for every sample of an MDS folder, in index order.
+def shard_samples(folder: str | Path, info: dict, start: int = 0, stop: int | None = None) -> Iterator[dict]:
+    """Samples `[start, stop)` of one shard of an MDS folder."""
+    data = raw_shard_bytes(folder, info)
+    yield from itertools.islice(
+        iter_shard(data, info, str(Path(folder) / info["raw_data"]["basename"])), start, stop
+    )
 
-    The counterpart of `NativeMDSWriter` and `merge_indexes`: reads plain and compressed shards of
-    a single or merged index without importing streaming (or torch).
-    """
-    folder = Path(folder)
+
+def shard_ranges(folder: str | Path, start: int = 0, stop: int | None = None) -> list[tuple[dict, int, int]]:
+    """(shard entry, first, end) of the shards holding samples `[start, stop)` of an MDS folder,
+    in index order, with sample numbers local to each shard."""
+    ranges, first = [], 0
+    for info in read_index(folder):
+        count = int(info["samples"])
+        lo, hi = max(start - first, 0), count if stop is None else min(stop - first, count)
+        if lo < hi:
+            ranges.append((info, lo, hi))
+        first += count
+    return ranges
+
+
+def iter_samples(folder: str | Path, start: int = 0, stop: int | None = None):
+    """Samples `[start, stop)` of an MDS folder in index order (shards outside are not read)."""
+    for info, lo, hi in shard_ranges(folder, start, stop):
+        yield from shard_samples(folder, info, lo, hi)
+
+
+def read_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
+    """(shard basename, index in the shard, row) for every sample of an MDS folder, in index order."""
     for info in read_index(folder):
         basename = info["raw_data"]["basename"]
-        for i, row in enumerate(iter_shard(raw_shard_bytes(folder, info), info, str(folder / basename))):
+        for i, row in enumerate(shard_samples(folder, info)):
             yield basename, i, row

@@ -371,9 +371,9 @@ class TiktokenEngine(_PieceEngine):
 class GigatokenEngine(Engine):
     """gigatoken's byte-level BPE on whole documents, one after the other on the calling thread.
 
-    No thread pool (`threads` is ignored): measured here, two threads sharing one gigatoken
-    tokenizer encoded 6x slower than one (23.5M vs 3.9M tokens/s on the sample books and
-    ShortMix); run more worker processes instead.
+    It takes no thread count: measured here, two threads sharing one gigatoken tokenizer encoded
+    6x slower than one (23.5M vs 3.9M tokens/s on the sample books and ShortMix); run more worker
+    processes instead.
     """
 
     name = "gigatoken"

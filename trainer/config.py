@@ -2,18 +2,17 @@
 
 Precedence: dataclass defaults < YAML file < the YAML's ``smoke:`` block (with ``--smoke``) <
 command line. Every field can be set on the command line as ``--section.field=value`` (or
-``--section.field value``), e.g. ``--optim.lr=1e-5 --train.steps=10``.
+``--section.field value``), e.g. ``--optim.lr=1e-5 --train.steps=10``. Loading, type conversion
+and overrides are `prolong_data.config`'s, shared with the recipes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+from prolong_data.config import from_dict, merge, parse_overrides, read_yaml
+from prolong_data.config import to_dict as config_to_dict
 
 
 @dataclass(kw_only=True)
@@ -189,89 +188,24 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
 
 
-def _coerce(value, hint):
-    """Converts a YAML/CLI value to the annotated field type (e.g. "1e-5" to float)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if value is None:
-        return None
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0])
-    if origin is tuple:
-        items = value if isinstance(value, (list, tuple)) else yaml.safe_load(f"[{value}]")
-        return tuple(_coerce(v, t) for v, t in zip(items, args))
-    if hint is bool and isinstance(value, str):
-        return yaml.safe_load(value) in (True, 1)
-    if hint in (int, float, str, bool):
-        return hint(value)
-    return value
-
-
-def _build(cls, values: dict):
-    """Instantiates dataclass ``cls`` from a nested dict, rejecting unknown keys."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s) {sorted(unknown)}; known: {sorted(names)}")
-    kwargs = {}
-    for name, value in values.items():
-        hint = hints[name]
-        kwargs[name] = _build(hint, value) if dataclasses.is_dataclass(hint) else _coerce(value, hint)
-    return cls(**kwargs)
-
-
-def _set_dotted(tree: dict, dotted: str, value) -> None:
-    """Sets ``tree["a"]["b"] = value`` for ``dotted == "a.b"``."""
-    *parents, leaf = dotted.split(".")
-    for key in parents:
-        tree = tree.setdefault(key, {})
-    tree[leaf] = value
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    """Recursive dict update (``extra`` wins)."""
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = _merge(merged.get(key, {}), value) if isinstance(value, dict) else value
-    return merged
-
-
-def parse_overrides(args: list[str]) -> dict:
-    """``["--optim.lr=1e-5", "--train.steps", "3", "--smoke"]`` -> nested dict of overrides."""
-    tree: dict = {}
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}; write overrides as --section.field=value")
-        key, sep, raw = arg[2:].partition("=")
-        if not sep:
-            has_value = index + 1 < len(args) and not args[index + 1].startswith("--")
-            raw = args[index + 1] if has_value else "true"
-            index += 1 if has_value else 0
-        _set_dotted(tree, key.replace("-", "_"), yaml.safe_load(raw) if raw != "" else None)
-        index += 1
-    return tree
-
-
 def load_config(path: str | Path | None, args: list[str] | None = None, smoke: bool | None = None) -> Config:
     """Builds the Config from a YAML file and CLI overrides.
 
     ``smoke``: None reads ``--smoke`` from the overrides; the YAML's ``smoke:`` block is applied
     when smoke mode is on.
     """
-    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    raw = read_yaml(path) if path else {}
     overrides = parse_overrides(args or [])
-    smoke_block = raw.pop("smoke", None) or {}
+    smoke_value = raw.pop("smoke", None)  # the smoke block, or a saved config's `smoke: true`
+    smoke_block = smoke_value if isinstance(smoke_value, dict) else {}
     if smoke is None:
-        smoke = bool(overrides.get("smoke", raw.get("smoke", False)))
-    tree = _merge(raw, smoke_block) if smoke else raw
-    tree = _merge(tree, overrides)
+        smoke = bool(overrides.get("smoke", smoke_value is True))
+    tree = merge(Config, raw, smoke_block, "smoke") if smoke else raw
+    tree = merge(Config, tree, overrides)
     tree["smoke"] = smoke
-    return _build(Config, tree)
+    return from_dict(Config, tree)
 
 
 def to_dict(config: Config) -> dict:
-    """Plain nested dict of a Config (for saving beside the run)."""
-    return dataclasses.asdict(config)
+    """Plain nested dict of a Config (for saving beside the run; `load_config` reads it back)."""
+    return config_to_dict(config)

@@ -77,7 +77,7 @@ class ChunkPacker:
         """Add one chunk of exactly `chunk_len` tokens; yield the sequence it completes."""
         if len(chunk) != self.chunk_len:
             raise ValueError(f"chunk has {len(chunk)} tokens, expected {self.chunk_len}")
-        self.stats.documents += 1
+        self.stats.chunks += 1
         self.stats.tokens_in += len(chunk)
         self._chunks.append(chunk)
         if len(self._chunks) == self.per_sequence:
@@ -93,6 +93,6 @@ class ChunkPacker:
     def finish(self) -> Iterator[PackedSequence]:
         """End of input: chunks that do not fill a whole sequence are dropped and counted."""
         self.stats.dropped_tokens += sum(len(c) for c in self._chunks)
-        self.stats.dropped_documents += len(self._chunks)
+        self.stats.dropped_chunks += len(self._chunks)
         self._chunks = []
         return iter(())

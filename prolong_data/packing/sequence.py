@@ -32,11 +32,16 @@ class PackingStats:
     """Token accounting of one packer: everything that came in is kept, dropped or padded."""
 
     documents: int = 0
+    """Documents that gave tokens to this packer."""
+    chunks: int = 0
+    """Fixed-length chunks packed (length-binned domains: several per long document)."""
     tokens_in: int = 0
     tokens_out: int = 0
     sequences: int = 0
     dropped_tokens: int = 0
     dropped_documents: int = 0
+    dropped_chunks: int = 0
+    """Chunks left over at the end that did not fill a whole sequence."""
     padded_tokens: int = 0
     truncated_documents: int = 0
     extra: dict = field(default_factory=dict)

@@ -93,35 +93,51 @@ class PackLengthBinned(_PackStep):
                     other_bins += length
         yield from packer.finish()
         stats = packer.stats
+        stats.documents = binner.stats[self.chunk_len].documents  # documents with a chunk in this bin
         stats.extra.update(
             input_documents=documents,
             too_short_documents=binner.dropped_documents,
             dropped_tail_tokens=binner.dropped_tokens,
             tokens_in_other_bins=other_bins,
-            chunks=stats.documents,
         )
         self._report(stats, rank)
 
 
 class PackBestFit(_PackStep):
-    """Whole units (chats) by best-fit-decreasing, a padding span (mask 0) filling each sequence."""
+    """Whole units (chats) by best-fit-decreasing, a padding span (mask 0) filling each sequence.
+
+    The padding token is `pad_id`, or the EOS id of `tokenizer`, looked up in the worker (where the
+    tokenizer is loaded anyway), so planning a build loads no tokenizer.
+    """
 
     name = "best-fit-decreasing"
 
     def __init__(
         self,
         seq_len: int,
-        pad_id: int,
+        pad_id: int | None = None,
         buffer_size: int = 20000,
         too_long: str = "truncate",
         report_folder: str | None = None,
+        tokenizer: str | None = None,
     ):
         super().__init__(seq_len, report_folder)
+        if pad_id is None and tokenizer is None:
+            raise ValueError("PackBestFit needs a pad_id, or the tokenizer whose EOS id pads")
         self.pad_id, self.buffer_size, self.too_long = pad_id, buffer_size, too_long
-        BFDPacker(seq_len, pad_id, buffer_size, too_long)
+        self.tokenizer = tokenizer
+        BFDPacker(seq_len, pad_id or 0, buffer_size, too_long)  # validate now, not in a worker
+
+    def padding_id(self) -> int:
+        """`pad_id`, or the tokenizer's EOS id (looked up when the step runs, not when planned)."""
+        if self.pad_id is not None:
+            return self.pad_id
+        from prolong_data.tokenize import load_tokenizer
+
+        return load_tokenizer(self.tokenizer).eos_id
 
     def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[PackedSequence]:
-        packer = BFDPacker(self.seq_len, self.pad_id, self.buffer_size, self.too_long)
+        packer = BFDPacker(self.seq_len, self.padding_id(), self.buffer_size, self.too_long)
         for doc in data:
             yield from packer.add(doc.tokens, doc.mask)
         yield from packer.finish()

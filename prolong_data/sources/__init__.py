@@ -1,12 +1,17 @@
-"""Readers, one per source kind: each turns raw input into datatrove `Document`s.
+"""Source kinds: readers that turn raw input into datatrove `Document`s, and their configs.
 
-| kind | reader |
-|---|---|
-| code repositories in folders | `RepoFolderReader` |
-| code files as The Stack rows | `StackRowsReader` + partition by repo + `ConcatRepos` |
-| books as `.txt` files | `BookFolderReader` |
-| rows of text (jsonl / parquet): textbooks, ShortMix, book dumps, Tulu chats as text | `TextRowsReader` |
-| a Hugging Face dataset by name | `hub_reader` |
+Each kind is one module holding its reader and a config class registered under the kind's
+name (`registry.register_source`); a recipe's source names its `kind` and that kind's fields.
+
+| kind | config | reader |
+|---|---|---|
+| `code_folders`: code repositories in folders | `CodeFoldersSource` | `RepoFolderReader` |
+| `code_rows`: code files as The Stack rows | `CodeRowsSource` | `StackRowsReader` + partition by repo + `ConcatRepos` |
+| `book_files`: books as `.txt` files | `BookFilesSource` | `BookFolderReader` |
+| `rows`: rows of text (jsonl / parquet) | `RowsSource` | `TextRowsReader` |
+| `chat`: SFT conversations (jsonl / parquet) | `ChatSource` | `ChatRowsReader` |
+| `hub`: a Hugging Face dataset by name | `HubSource` | `hub_reader` |
+| `tokenized`: MDS shards of token ids (ours or ProLong's) | `TokenizedSource` | `TokenizedShardsReader` |
 """
 
 from prolong_data.sources.bad_input import BadInputLog, merge_bad_input
@@ -16,7 +21,15 @@ from prolong_data.sources.code import ConcatRepos, RepoFolderReader, StackRowsRe
 from prolong_data.sources.files import SourcePathError
 from prolong_data.sources.hub import hub_reader
 from prolong_data.sources.partitions import HashPartitionWriter, PartitionReader
+from prolong_data.sources.registry import (
+    ReaderContext,
+    SourceConfig,
+    register_source,
+    source_class,
+    source_kinds,
+)
 from prolong_data.sources.text_rows import TextRowsReader
+from prolong_data.sources.tokenized import TokenizedShardsReader
 
 __all__ = [
     "BadInputLog",
@@ -24,14 +37,20 @@ __all__ = [
     "ConcatRepos",
     "HashPartitionWriter",
     "PartitionReader",
+    "ReaderContext",
     "RepoFolderReader",
+    "SourceConfig",
     "SourcePathError",
     "SourceReader",
     "StackRowsReader",
     "TextRowsReader",
+    "TokenizedShardsReader",
     "clean_book_text",
     "hub_reader",
     "merge_bad_input",
+    "register_source",
     "repo_document",
+    "source_class",
+    "source_kinds",
     "strip_gutenberg",
 ]

@@ -28,6 +28,7 @@ REASONS = (
     "unknown_role",
     "non_alternating_turns",
     "no_assistant_turn",
+    "malformed_shard",
 )
 """The reasons a reader may count; a log refuses any other (a typo would hide a problem)."""
 

@@ -18,7 +18,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from prolong_data.sources.bad_input import BadInputLog
-from prolong_data.sources.files import list_input_files
+from prolong_data.sources.files import decode_utf8, list_input_files
+from prolong_data.sources.registry import check_utf8_policy
 
 
 class SourceReader(PipelineStep):
@@ -34,9 +35,11 @@ class SourceReader(PipelineStep):
         *,
         glob: str | None = None,
         bad_input_file: str | None = None,
+        utf8: str = "repair",
         limit: int = -1,
     ):
         super().__init__()
+        self.utf8 = check_utf8_policy(utf8)
         self.paths = [paths] if isinstance(paths, str) else list(paths)
         if not self.paths:
             raise ValueError(f"{type(self).__name__} needs at least one path")
@@ -52,6 +55,14 @@ class SourceReader(PipelineStep):
     def check(self) -> None:
         """Fail now (not in a worker) when an input path is missing."""
         self.list_units()
+
+    def decode(self, raw: bytes, unit: str, line: int | None = None) -> str | None:
+        """`raw` as text under the reader's UTF-8 policy: invalid bytes are counted and repaired
+        (U+FFFD), or the text is dropped (None)."""
+        text, invalid = decode_utf8(raw, repair=self.utf8 == "repair")
+        if invalid:
+            self.bad.add("invalid_utf8_repaired" if text is not None else "invalid_utf8_dropped", unit, line)
+        return text
 
     def read_unit(self, unit: str) -> Iterator[Document]:
         """The documents of one input unit. The one hook to override."""

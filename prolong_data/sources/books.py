@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prolong_data.sources.base import SourceReader, document, relative_source
-from prolong_data.sources.files import decode_utf8, open_binary
+from prolong_data.sources.files import open_binary
+from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 
 GUTENBERG_START = re.compile(
     r"^\*\*\* ?START OF (?:THE|THIS) PROJECT GUTENBERG E(?:BOOK|TEXT)\b.*$", re.M | re.I
@@ -48,12 +50,6 @@ class BookFolderReader(SourceReader):
     name = "book files"
     suffixes = (".txt", ".txt.gz", ".txt.zst")
 
-    def __init__(self, paths, *, utf8: str = "repair", **kwargs):
-        super().__init__(paths, **kwargs)
-        if utf8 not in ("repair", "drop"):
-            raise ValueError(f"utf8 must be 'repair' or 'drop', got {utf8!r}")
-        self.utf8 = utf8
-
     def read_unit(self, unit: str) -> Iterator:
         try:
             with open_binary(unit) as f:
@@ -64,10 +60,20 @@ class BookFolderReader(SourceReader):
         if not raw.strip():
             self.bad.add("empty_file", unit)
             return
-        text, invalid = decode_utf8(raw, repair=self.utf8 == "repair")
-        if invalid:
-            self.bad.add("invalid_utf8_repaired" if text is not None else "invalid_utf8_dropped", unit)
-            if text is None:
-                return
+        text = self.decode(raw, unit)
+        if text is None:
+            return
         name = relative_source(unit)
         yield document(clean_book_text(text), name.split(".")[0], name)
+
+
+@register_source
+@dataclass(kw_only=True)
+class BookFilesSource(FileSourceConfig):
+    """`book_files`: `.txt` books (plain, `.gz`, `.zst`), one document per file, cleaned by
+    `clean_book_text`."""
+
+    kind: str = "book_files"
+
+    def reader(self, context: ReaderContext) -> BookFolderReader:
+        return BookFolderReader(self.paths, glob=self.glob, **context.reader_options())

@@ -9,8 +9,12 @@ under that reason with its file and line, and skipped.
 
 from __future__ import annotations
 
-from prolong_data.chat import conversation_problem, parse_tulu_text
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from prolong_data.chat import TokenizeChats, conversation_problem, parse_tulu_text
 from prolong_data.sources.base import document, relative_source
+from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader, render_tulu
 
 CHAT_FORMATS = ("messages", "tulu-text")
@@ -51,3 +55,34 @@ class ChatRowsReader(TextRowsReader):
         doc_id = row.get(self.id_key) or row.get("prompt_id")
         doc_id = str(doc_id) if doc_id is not None else f"{relative_source(unit)}/{line}"
         return document(render_tulu(messages), doc_id, relative_source(unit, line), messages=messages)
+
+
+@register_source
+@dataclass(kw_only=True)
+class ChatSource(FileSourceConfig):
+    """`chat`: SFT conversations in JSON lines or parquet rows, rendered with the tokenizer's chat
+    template and trained only on assistant tokens; packed whole (`pack: {mode: best_fit}`)."""
+
+    kind: str = "chat"
+    chat_format: Literal["messages", "tulu-text"] = "messages"
+    """`messages` (UltraChat-style `messages` lists) or `tulu-text` (Tulu-v2 text chats)."""
+    text_key: str = "text"
+    """`tulu-text`: the field holding the chat text."""
+    id_key: str = "id"
+    """The field holding a conversation id (file and line when absent)."""
+
+    produces: ClassVar[str] = "chat"
+    pack_modes: ClassVar[tuple[str, ...] | None] = ("best_fit",)
+
+    def reader(self, context: ReaderContext) -> ChatRowsReader:
+        return ChatRowsReader(
+            self.paths,
+            glob=self.glob,
+            chat_format=self.chat_format,
+            text_key=self.text_key,
+            id_key=self.id_key,
+            **context.reader_options(),
+        )
+
+    def tokenize_step(self, tokenizer: str) -> TokenizeChats:
+        return TokenizeChats(tokenizer)

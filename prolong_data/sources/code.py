@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from prolong_data.sources.base import SourceReader, document
+from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader
 
 REPO_HEADER = "# File: {path}\n"
@@ -283,3 +286,47 @@ class ConcatRepos(PipelineStep):
             self.stat_update("repos")
             self.stat_update("repo_files", value=len(files))
             yield document(repo_document(repo, files, self.header), repo, repo, files=len(files))
+
+
+@register_source
+@dataclass(kw_only=True)
+class CodeFoldersSource(FileSourceConfig):
+    """`code_folders`: folders whose sub-folders are repositories, one document per repository."""
+
+    kind: str = "code_folders"
+    include: list[str] = field(default_factory=list)
+    """The repositories (sub-folder names) to take, in this order; empty = all."""
+    max_file_bytes: int = 1_000_000
+    """Files larger than this are skipped (counted)."""
+    min_files: int = 2
+    """Repositories with fewer kept files are dropped (counted)."""
+
+    def reader(self, context: ReaderContext) -> RepoFolderReader:
+        return RepoFolderReader(
+            self.paths,
+            glob=self.glob,
+            include=self.include or None,
+            max_file_bytes=self.max_file_bytes,
+            min_files=self.min_files,
+            **context.reader_options(),
+        )
+
+
+@register_source
+@dataclass(kw_only=True)
+class CodeRowsSource(FileSourceConfig):
+    """`code_rows`: The Stack-style rows (one file each), joined into one document per repository
+    after a partition by repository."""
+
+    kind: str = "code_rows"
+    min_files: int = 2
+    """Repositories with fewer files are dropped (counted)."""
+
+    group_key: ClassVar[str | None] = "repo"
+
+    def reader(self, context: ReaderContext) -> StackRowsReader:
+        return StackRowsReader(self.paths, glob=self.glob, **context.reader_options())
+
+    @classmethod
+    def grouping_steps(cls, sources) -> list[PipelineStep]:
+        return [ConcatRepos(min_files=min(s.min_files for s in sources))]

@@ -77,8 +77,3 @@ def decode_utf8(raw: bytes, repair: bool) -> tuple[str | None, bool]:
         if not repair:
             return None, True
         return raw.decode("utf-8-sig", errors="replace"), True
-
-
-def short_name(path: str, depth: int = 2) -> str:
-    """The last `depth` components of a path, for ids and reports that stay readable."""
-    return "/".join(path.rstrip("/").split("/")[-depth:])

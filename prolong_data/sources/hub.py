@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from prolong_data.sources.registry import ReaderContext, SourceConfig, register_source
 
 
 def hub_reader(
@@ -37,3 +41,36 @@ def hub_reader(
     return HuggingFaceDatasetReader(
         dataset, dataset_options=options, text_key=text_key, id_key=id_key, streaming=True, **kwargs
     )
+
+
+@register_source
+@dataclass(kw_only=True)
+class HubSource(SourceConfig):
+    """`hub`: a Hugging Face dataset by name, streamed (or a file-format dataset from `data_files`)."""
+
+    kind: str = "hub"
+    dataset: str
+    """The dataset name on the Hugging Face hub (or `json` / `parquet` with `data_files`)."""
+    split: str = "train"
+    """The dataset split."""
+    config: str | None = None
+    """The dataset configuration name."""
+    data_files: list[str] = field(default_factory=list)
+    """The files of a file-format dataset (`dataset: json` or `parquet`), local paths or URLs;
+    `{corpus}` is expanded. Empty for a dataset named on the hub."""
+    text_key: str = "text"
+    """The field holding the text."""
+    id_key: str = "id"
+    """The field holding a document id."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("data_files",)
+
+    def reader(self, context: ReaderContext):
+        return hub_reader(
+            self.dataset,
+            split=self.split,
+            config=self.config,
+            data_files=self.data_files,
+            text_key=self.text_key,
+            id_key=self.id_key,
+        )

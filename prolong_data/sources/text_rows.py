@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import orjson
 
 from prolong_data.sources.base import SourceReader, document, relative_source
 from prolong_data.sources.books import clean_book_text
-from prolong_data.sources.files import decode_utf8, iter_lines, open_binary
+from prolong_data.sources.files import iter_lines, open_binary
+from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
 PARQUET_SUFFIXES = (".parquet",)
@@ -63,7 +66,6 @@ class TextRowsReader(SourceReader):
         keep_where: dict[str, str] | None = None,
         render: str | None = None,
         clean: str | None = None,
-        utf8: str = "repair",
         **kwargs,
     ):
         super().__init__(paths, **kwargs)
@@ -71,11 +73,9 @@ class TextRowsReader(SourceReader):
             raise ValueError(f"render must be one of {RENDERERS}, got {render!r}")
         if clean not in CLEANERS:
             raise ValueError(f"clean must be one of {CLEANERS}, got {clean!r}")
-        if utf8 not in ("repair", "drop"):
-            raise ValueError(f"utf8 must be 'repair' or 'drop', got {utf8!r}")
         self.text_key, self.id_key = text_key, id_key
         self.keep_where = dict(keep_where or {})
-        self.render, self.clean, self.utf8 = render, clean, utf8
+        self.render, self.clean = render, clean
 
     def read_unit(self, unit: str) -> Iterator:
         rows = self._parquet_rows(unit) if unit.endswith(PARQUET_SUFFIXES) else self._jsonl_rows(unit)
@@ -122,12 +122,9 @@ class TextRowsReader(SourceReader):
                 seen_any = True
                 if not raw.strip():
                     continue
-                text, invalid = decode_utf8(raw, repair=self.utf8 == "repair")
-                if invalid:
-                    reason = "invalid_utf8_repaired" if text is not None else "invalid_utf8_dropped"
-                    self.bad.add(reason, unit, line)
-                    if text is None:
-                        continue
+                text = self.decode(raw, unit, line)
+                if text is None:
+                    continue
                 row = _parse_json(text)
                 if row is None:
                     self.bad.add("malformed_json", unit, line, text[:80])
@@ -172,3 +169,34 @@ def _parse_json(text: str):
             return json.loads(text)
         except (json.JSONDecodeError, RecursionError):
             return None
+
+
+@register_source
+@dataclass(kw_only=True)
+class RowsSource(FileSourceConfig):
+    """`rows`: JSON lines (plain, `.gz`, `.zst`) or parquet rows of text, one document per row."""
+
+    kind: str = "rows"
+    text_key: str = "text"
+    """The field holding the text."""
+    id_key: str = "id"
+    """The field holding a document id (file and line when absent)."""
+    keep_where: dict[str, str] = field(default_factory=dict)
+    """Keep only rows whose dotted field equals the value, e.g.
+    `{meta.redpajama_set_name: RedPajamaBook}` for SlimPajama's books."""
+    render: Literal["tulu"] | None = None
+    """`tulu` renders a `messages` list as Tulu-v2 text (`<|user|>` / `<|assistant|>`)."""
+    clean: Literal["book"] | None = None
+    """`book` strips Project Gutenberg headers and normalises BOM and CRLF."""
+
+    def reader(self, context: ReaderContext) -> TextRowsReader:
+        return TextRowsReader(
+            self.paths,
+            glob=self.glob,
+            text_key=self.text_key,
+            id_key=self.id_key,
+            keep_where=self.keep_where,
+            render=self.render,
+            clean=self.clean,
+            **context.reader_options(),
+        )

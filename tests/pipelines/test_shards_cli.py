@@ -207,3 +207,26 @@ def test_one_task_domain_skips_the_shuffle_and_writes_the_same_bytes(tmp_path, t
     _run_steps([*reference.source_steps, HashPartitionWriter(str(reference.partitions), 1)])
     _run_steps([PartitionReader(str(reference.partitions)), *rest])
     assert tree_bytes(qa.folder) == tree_bytes(reference.folder) != {}
+
+
+def test_keep_removed_writes_what_the_filters_removed(tmp_path, tiny_corpus, tokenizer_json):
+    import gzip
+    import json
+
+    from pipelines.build import BuildOptions, plan_build
+    from pipelines.recipe import recipe_from_dict
+
+    data = tiny_recipe(tiny_corpus, tokenizer_json)
+    data["domains"][3]["keep_removed"] = True  # qa: its rows hold one exact duplicate
+    recipe = recipe_from_dict(data).resolved()
+    out = tmp_path / "out"
+    qa = {p.config.name: p for p in plan_build(recipe, BuildOptions(out=out, tasks=1))}["qa"]
+    _run_steps(qa.build_steps)
+    removed = out / "removed" / "qa" / "exact_dedup" / "00000.jsonl.gz"
+    rows = [json.loads(line) for line in gzip.open(removed, "rt")]
+    assert len(rows) == 1 and rows[0]["metadata"]["filter_reason"] == "duplicate"
+    assert (
+        rows[0]["text"]
+        == json.loads((tiny_corpus / "rows" / "qa.jsonl").read_bytes().splitlines()[0])["text"]
+    )
+    assert not (out / "removed" / "qa" / "non_empty").exists()  # nothing removed there: no file

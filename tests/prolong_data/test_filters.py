@@ -88,3 +88,28 @@ def test_quality_filters_keep_prose_and_drop_junk(corpus):
         assert {"3", "4"}.isdisjoint(kept), name  # the junk goes
         assert len(kept) >= 2, name  # real prose mostly stays
         assert stats["dropped"] == len(docs) - len(kept), name
+
+
+def test_exclusion_writer_keeps_what_a_filter_removed(tmp_path):
+    import gzip
+    import json
+
+    from datatrove.pipeline.writers import JsonlWriter
+
+    docs = [Document(text=t, id=str(i)) for i, t in enumerate(["a", "b", "a", " ", "a"])]
+    removed = tmp_path / "removed"
+    dedup = ExactDedupFilter(exclusion_writer=JsonlWriter(str(removed / "dedup"), "${rank}.jsonl.gz"))
+    non_empty = NonEmptyFilter(exclusion_writer=JsonlWriter(str(removed / "empty"), "${rank}.jsonl.gz"))
+    out = list(dedup.run(non_empty.run(iter(docs), rank=3), rank=3))
+    assert [d.id for d in out] == ["0", "1"]
+    rows = {
+        name: [json.loads(line) for line in gzip.open(removed / name / "00003.jsonl.gz", "rt")]
+        for name in ("dedup", "empty")
+    }
+    assert [(r["id"], r["metadata"]["filter_reason"]) for r in rows["dedup"]] == [
+        ("2", "duplicate"),
+        ("4", "duplicate"),
+    ]
+    assert [(r["id"], r["text"]) for r in rows["empty"]] == [("3", " ")]
+    # counts are the same with or without a writer
+    assert {k: v.total for k, v in dedup.stats.stats.items()}["dropped_duplicate"] == 2
