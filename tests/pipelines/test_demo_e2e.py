@@ -57,6 +57,8 @@ def demo(tmp_path_factory, corpus) -> Path:
     out = tmp_path_factory.mktemp("demo") / "shards"
     done = subprocess.run(demo_command(out, corpus), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    printed = (done.stdout + done.stderr).splitlines()
+    assert len(printed) <= 79, "\n".join(printed)  # `make shards` adds its command line: two screens
     return out
 
 
