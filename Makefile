@@ -28,7 +28,7 @@ TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BI
 # or add --parallel.sp=N), 2 gloo processes on a CPU
 TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
-.PHONY: venv constraints test test-slow test-core-install test-all shards shards-512k shards-sft repack-demo train-64k train-512k sft bench lint clean
+.PHONY: venv constraints test test-slow test-core-install test-all shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
 
 venv: $(STAMP)
 
@@ -107,6 +107,20 @@ sft: $(STAMP) $(SFT_DATA) $(SFT_INIT)/config.json
 	$(TRAIN) --config trainer/configs/sft.yaml --model.path=$(SFT_INIT) \
 		--data.mixture=$(SFT_DATA) --out=$(SFT_OUT)
 
+## Long-context evaluation (docs/evaluation.md) of the newest export under runs/ (MODEL=<HF folder or hub
+## id> overrides) into runs/eval/<run name>/. Without CUDA: a smoke run at 1K and 2K tokens.
+EVAL_MODEL = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(shell ls -td runs/*/hf 2>/dev/null | head -1))
+EVAL_NAME = $(notdir $(patsubst %/hf,%,$(patsubst %/,%,$(EVAL_MODEL))))
+EVAL_OUT ?= runs/eval/$(EVAL_NAME)
+HELDOUT ?= examples/corpus/heldout
+EVAL_GPU_ARGS ?= --lengths 8192,16384,32768,65536 --samples 100
+EVAL_CPU_ARGS ?= --lengths 1024,2048 --samples 2 --depths 2 --window 512 --documents 2
+EVAL_ARGS ?= $(if $(GPU),$(EVAL_GPU_ARGS),$(EVAL_CPU_ARGS))
+
+eval: $(STAMP)
+	@test -n "$(EVAL_MODEL)" || { echo "make eval: no export under runs/*/hf; run make train-64k (or make sft) first, or pass MODEL=<HF folder or hub id>" >&2; exit 2; }
+	$(BIN)/prolong-data eval --model $(EVAL_MODEL) --heldout $(HELDOUT) --out $(EVAL_OUT) $(EVAL_ARGS)
+
 ## Benchmarks: results tables land in bench/results/*.md (see README, "Benchmarks").
 bench: $(STAMP)
 	$(BIN)/python bench/tokenize_throughput.py --corpus $(CORPUS) --out bench/results/tokenize_throughput.md
@@ -114,8 +128,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/trainer_memory.py --out bench/results/trainer_memory.md
 
 lint: $(STAMP)
-	$(BIN)/ruff check prolong_data pipelines trainer tests bench
-	$(BIN)/ruff format --check prolong_data pipelines trainer tests bench
+	$(BIN)/ruff check prolong_data pipelines trainer evaluation tests bench
+	$(BIN)/ruff format --check prolong_data pipelines trainer evaluation tests bench
 
 clean:
 	rm -rf data/shards runs bench/work

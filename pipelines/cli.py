@@ -3,6 +3,7 @@
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
 prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
+prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
 """
 
 from __future__ import annotations
@@ -73,9 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
     p.set_defaults(func=_verify)
 
+    from evaluation.cli import add_parser as add_eval_parser
     from pipelines import shards
 
     shards.add_parser(sub)
+    add_eval_parser(sub)  # its parser imports no torch
     return parser
 
 

@@ -173,6 +173,26 @@ class LogConfig:
 
 
 @dataclass(kw_only=True)
+class EvalConfig:
+    """Held-out ``doc_loss`` by position bucket while training (trainer/evaluate.py); off by default."""
+
+    every_steps: int = 0
+    """Evaluate every this many steps (and after the last one); 0 turns it off."""
+    heldout: str = "examples/corpus/heldout"
+    """Folder of held-out long documents (.txt, .txt.gz, .jsonl, .jsonl.gz) the stage does not train on."""
+    length: int | None = None
+    """Tokens of each document scored (the longest context evaluated); None: data.seq_len, at most 65,536."""
+    window: int = 4096
+    """The short context the full one is compared with."""
+    documents: int = 2
+    """How many held-out documents (the first ones by file name)."""
+
+    def __post_init__(self):
+        if self.every_steps < 0 or self.window < 2 or self.documents < 1 or (self.length or 2) < 2:
+            raise ValueError("eval: every_steps >= 0, window >= 2, documents >= 1 and length >= 2 are needed")
+
+
+@dataclass(kw_only=True)
 class Config:
     out: str = "runs/stage1-64k"
     """Run folder: metrics.jsonl, config.yaml, checkpoints/, hf/."""
@@ -186,6 +206,7 @@ class Config:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def load_config(path: str | Path | None, args: list[str] | None = None, smoke: bool | None = None) -> Config:

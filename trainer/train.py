@@ -35,6 +35,7 @@ from trainer.checkpoint import (
 )
 from trainer.config import Config, load_config, to_dict
 from trainer.data import build_loader, endless
+from trainer.evaluate import doc_loss_by_bucket, heldout_ids
 from trainer.loss import IGNORE_INDEX
 from trainer.metrics import MetricsLog, matmul_params, peak_flops, peak_memory_gib, read_metrics, step_flops
 from trainer.model import CausalLMWithLoss, export_hf, load_lm, load_tokenizer
@@ -264,6 +265,7 @@ def train(cfg: Config, env: DistEnv) -> Path:
     stop = min(cfg.train.steps, cfg.train.stop_at_step or cfg.train.steps)
     log = MetricsLog(metrics_path, env.is_main)
     batches = endless(loader)
+    heldout = heldout_ids(cfg, load_tokenizer(cfg.model)) if cfg.eval.every_steps else []
     bar = tqdm(total=stop, initial=start, disable=not (env.is_main and cfg.log.progress_bar), unit="step")
     for step in range(start + 1, stop + 1):
         began = time.perf_counter()
@@ -277,6 +279,13 @@ def train(cfg: Config, env: DistEnv) -> Path:
                 loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
             )
         bar.update(1)
+        if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
+            log.write(
+                {
+                    "step": step,
+                    **doc_loss_by_bucket(model, heldout, cfg.eval.window, device, cfg.model.attention),
+                }
+            )
         if step % cfg.checkpoint.every_steps == 0 or step == stop:
             save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, loader)
     bar.close()

@@ -1,0 +1,11 @@
+"""Long-context evaluation of causal LMs: HELMET-style recall tasks and position-bucketed loss.
+
+``prolong-data eval`` (``evaluation/cli.py``) generates every example locally and
+deterministically with the evaluated model's own tokenizer (``evaluation/tasks/``), runs it
+through a back end (``evaluation/backends/``: transformers, or vLLM when installed), scores it
+(``evaluation/scoring.py``), streams results to disk so a killed run resumes
+(``evaluation/runner.py``), and writes tables and plots (``evaluation/report.py``).
+
+This package imports ``prolong_data`` only; torch, transformers, vLLM and matplotlib are imported
+inside the functions that need them.
+"""
