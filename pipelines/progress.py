@@ -64,24 +64,46 @@ def time_left(elapsed: float, done: int, total: int) -> str:
     return "~" + clock(elapsed * (total - done) / done)
 
 
-def read_counts(jobs: list[DomainJob], stats_folder: Path, completions: Path) -> list[DomainCounts]:
-    """The counts of every domain of a pass, from the files its tasks leave (see module doc)."""
-    finished = {p.name for p in completions.iterdir()} if completions.is_dir() else set()
+def read_counts(
+    jobs: list[DomainJob], stats_folder: Path, completions: Path, finished_counts: dict | None = None
+) -> list[DomainCounts]:
+    """The counts of every domain of a pass, from the files its tasks leave (see module doc).
+
+    `finished_counts` ((domain, local rank) -> counts) keeps what finished tasks reported between
+    calls, so that a refresh reads only the files of running tasks: a listing of each folder and
+    one small file per running task, however many tasks a pass has.
+    """
+    cache = {} if finished_counts is None else finished_counts
+    finished = set(_listing(completions))
     rows, offset = [], 0
     for job in jobs:
         row = DomainCounts(job.domain, job.tasks)
+        folder = stats_folder / job.domain
+        present = set(_listing(folder))
         for local in range(job.tasks):
-            counts = None
+            name = f"{local:05d}"
             if f"{offset + local:05d}" in finished:
                 row.done += 1
-                counts = _load(stats_folder / job.domain / f"{local:05d}.json").get("progress")
-            if counts is None:
-                counts = _load(stats_folder / job.domain / f"{local:05d}{PROGRESS_SUFFIX}")
+                if (job.domain, local) not in cache:  # its stats file is written before its marker
+                    stats = _load(folder / f"{name}.json") if f"{name}.json" in present else {}
+                    cache[(job.domain, local)] = stats.get("progress") or {}
+                counts = cache[(job.domain, local)]
+            elif f"{name}{PROGRESS_SUFFIX}" in present:
+                counts = _load(folder / f"{name}{PROGRESS_SUFFIX}")
+            else:
+                continue
             row.documents += int(counts.get("documents", 0))
             row.tokens += int(counts.get("tokens", 0))
         rows.append(row)
         offset += job.tasks
     return rows
+
+
+def _listing(folder: Path) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
 
 
 def _load(path: Path) -> dict:
@@ -136,6 +158,7 @@ class PassProgress:
         self.total = sum(j.tasks for j in jobs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._finished: dict = {}  # (domain, local rank) -> final counts of a finished task
         self._drawn = 0  # lines of the live block on screen
         self._done_before = self._last_done = 0
         self._last_line = 0.0
@@ -159,15 +182,18 @@ class PassProgress:
         self.out.write(self.summary(rows) + ("" if exc_type is None else "  (stopped)") + "\n")
 
     def counts(self) -> list[DomainCounts]:
-        return read_counts(self.jobs, self.stats_folder, self.completions)
+        return read_counts(self.jobs, self.stats_folder, self.completions, self._finished)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.refresh):
-            rows = self.counts()
-            if self.tty:
-                self._draw(rows)
-            else:
-                self._line(rows)
+            try:
+                rows = self.counts()
+                if self.tty:
+                    self._draw(rows)
+                else:
+                    self._line(rows)
+            except OSError:  # the terminal went away (a closed pipe): the build goes on, unseen
+                return
 
     # ---- text -----------------------------------------------------------------------------
 
