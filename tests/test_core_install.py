@@ -67,6 +67,9 @@ def core_venv(tmp_path_factory) -> tuple[Path, dict, dict]:
     python = venv / "bin" / "python"
     constraints = os.environ.get("PROLONG_CORE_CONSTRAINTS") or "constraints.txt"
     pins = [] if constraints == "none" else ["--constraint", source / constraints]
+    if pins:  # the pip version of the constraints, as `make venv` does
+        upgraded = run([python, "-m", "pip", "install", "--quiet", *pins, "--upgrade", "pip"], root, env)
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
     installed = run([python, "-m", "pip", "install", "--quiet", *pins, source], root, env)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     listed = run([python, "-m", "pip", "list", "--format=freeze"], root, env)
