@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CORPUS ?= $(abspath ../shared/corpus)
+CORPUS ?= examples/corpus
 PYTEST := $(BIN)/python -m pytest
 
 # Training: on a machine with CUDA the stages run their real configs on all local GPUs (give the
@@ -23,12 +23,17 @@ STAGE2_OUT ?= runs/stage2-512k
 SFT_OUT ?= runs/sft
 STAGE2_INIT ?= $(STAGE1_OUT)/hf
 SFT_INIT ?= $(STAGE2_OUT)/hf
+# stage 2 starts AdamW from stage 1's newest checkpoint, as ProLong's train_512K.sh does;
+# `make train-512k STAGE2_OPTIM=` starts it fresh
+STAGE2_OPTIM ?= $(STAGE1_OUT)
+# raw data of the real recipes (docs/training.md lists the folders each recipe reads)
+RAW ?= data/raw
 TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BIN)/python) -m trainer.train
 # stage 2 splits each sequence over an SP group: 8 GPUs per group on GPUs (NPROC a multiple of 8,
 # or add --parallel.sp=N), 2 gloo processes on a CPU
 TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
-.PHONY: venv constraints test test-slow test-core-install test-all shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
+.PHONY: venv venv-tf5 constraints test test-slow test-core-install test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
 
 venv: $(STAMP)
 
@@ -40,8 +45,8 @@ PIP_FILTER := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP_INSTALL) --upgrade pip $(PIP_FILTER)
-	@echo "installing prolong-data with extras train,llama3,plot,dev,ray,hub,quality into $(VENV) (a few minutes the first time)"
-	@$(PIP_INSTALL) -e '.[train,llama3,plot,dev,ray,hub,quality]' $(PIP_FILTER)
+	@echo "installing prolong-data with extras train,plot,dev,ray,hub,quality into $(VENV) (a few minutes the first time)"
+	@$(PIP_INSTALL) -e '.[train,plot,dev,ray,hub,quality]' $(PIP_FILTER)
 	@touch $(STAMP)
 
 ## Rewrite constraints.txt from the versions installed in .venv (after changing pyproject.toml).
@@ -66,7 +71,7 @@ test-core-install: $(STAMP)
 
 test-all: test test-slow test-core-install
 
-## The demo mixtures (CORPUS=path for another folder laid out like ../shared/corpus).
+## The demo mixtures (CORPUS=path for another folder laid out like examples/corpus).
 shards: $(STAMP)
 	$(BIN)/prolong-data shards --recipe demo --out data/shards/demo --corpus $(CORPUS)
 
@@ -86,6 +91,9 @@ data/shards/demo-512k/mixture.json:
 	$(MAKE) shards-512k
 data/shards/sft-demo/mixture.json:
 	$(MAKE) shards-sft
+# the real recipes' shards (GPU runs), built from RAW=<folder> laid out as the recipes name
+data/shards/stage1-64k/mixture.json data/shards/stage2-512k/mixture.json data/shards/sft/mixture.json: data/shards/%/mixture.json: $(STAMP)
+	$(BIN)/prolong-data shards --recipe $* --out data/shards/$* --corpus $(RAW)
 
 ## Stage 1 (64K). Chained: stage 2 starts from stage 1's export, SFT from stage 2's
 ## (STAGE2_INIT=... / SFT_INIT=... point a stage anywhere).
@@ -98,7 +106,8 @@ $(STAGE1_OUT)/hf/config.json:
 
 train-512k: $(STAMP) $(STAGE2_DATA) $(STAGE2_INIT)/config.json
 	$(TRAIN_512K) --config trainer/configs/stage2-512k.yaml --model.path=$(STAGE2_INIT) \
-		--data.mixture=$(STAGE2_DATA) --out=$(STAGE2_OUT)
+		--data.mixture=$(STAGE2_DATA) --out=$(STAGE2_OUT) \
+		--checkpoint.init_optimizer_from=$(if $(STAGE2_OPTIM),$(STAGE2_OPTIM),null)
 
 $(STAGE2_OUT)/hf/config.json:
 	$(MAKE) train-512k
@@ -127,9 +136,36 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline_demo.py --corpus $(CORPUS) --out bench/results/pipeline_demo.md
 	$(BIN)/python bench/trainer_memory.py --out bench/results/trainer_memory.md
 
+## transformers 5 beside 4.57: a second venv (.venv-tf5) holding transformers 5 and its hub client,
+## layered over .venv for everything else (torch, mosaicml-streaming, pytest: a .pth file appends
+## .venv's site-packages, so streaming is .venv's copy; its transformers<5 pin is metadata only).
+TF5 ?= 5.17.0
+VENV_TF5 := .venv-tf5
+TF5_TESTS := tests/trainer/test_rope_and_loading.py tests/trainer/test_hf_export.py tests/trainer/test_doc_attention.py \
+	tests/trainer/test_rank0_load.py tests/trainer/test_stage_handoff.py
+
+$(VENV_TF5)/.installed: $(STAMP)
+	rm -rf $(VENV_TF5) && $(PYTHON) -m venv $(VENV_TF5)
+	$(VENV_TF5)/bin/python -m pip install --quiet "transformers==$(TF5)" \
+		"numpy==$$($(BIN)/python -c 'import numpy; print(numpy.__version__)')" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" \
+		> "$$($(VENV_TF5)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/prolong-base-venv.pth"
+	$(VENV_TF5)/bin/python -c "import transformers, torch; assert transformers.__version__ == '$(TF5)'"
+	@touch $@
+
+venv-tf5: $(VENV_TF5)/.installed
+
+## The model-loading, rope, attention and export tests under transformers 5 (CI runs it).
+test-tf5: $(VENV_TF5)/.installed
+	PYTHONPATH=$(CURDIR) PROLONG_CORPUS=$(CORPUS) $(VENV_TF5)/bin/python -m pytest -q $(TF5_TESTS)
+
+## The GPU check (bench/gpu_check.sh) on CPU with a tiny model: every step of the script runs.
+gpu-check-dry: $(STAMP)
+	bash bench/gpu_check.sh --dry-run
+
 lint: $(STAMP)
 	$(BIN)/ruff check prolong_data pipelines trainer evaluation tests bench
 	$(BIN)/ruff format --check prolong_data pipelines trainer evaluation tests bench
 
 clean:
-	rm -rf data/shards runs bench/work
+	rm -rf data/shards runs bench/work $(VENV_TF5)

@@ -12,12 +12,13 @@ The sample corpus is small, so `--copies K` repeats books, textbooks and ShortMi
 copy's text made unique so exact dedup keeps it); code repositories are the demo's packages.
 Peak memory per worker is each worker process's maximum RSS, recorded at the end of its tasks.
 
-    python bench/pipeline_demo.py --corpus ../shared/corpus --out bench/results/pipeline_demo.md
+    python bench/pipeline_demo.py --corpus examples/corpus --out bench/results/pipeline_demo.md
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import subprocess
@@ -29,6 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+def read_bytes(path: Path) -> bytes:
+    """A corpus file's bytes, gunzipped when it ends in `.gz`."""
+    data = path.read_bytes()
+    return gzip.decompress(data) if path.name.endswith(".gz") else data
+
+
 def make_corpus(corpus: Path, copies: int, work: Path) -> Path:
     """`corpus` with books, textbooks and short rows repeated `copies` times, each copy unique."""
     out = work / f"corpus-x{copies}"
@@ -36,23 +43,24 @@ def make_corpus(corpus: Path, copies: int, work: Path) -> Path:
         return out
     shutil.rmtree(out, ignore_errors=True)
     (out / "books").mkdir(parents=True)
-    for book in sorted((corpus / "books").glob("*.txt")):
-        raw = book.read_bytes()
+    for book in sorted([*(corpus / "books").glob("*.txt"), *(corpus / "books").glob("*.txt.gz")]):
+        raw = read_bytes(book)
+        stem = book.name.removesuffix(".gz").removesuffix(".txt")
         for k in range(copies):
             marker = raw.find(b"***", raw.find(b"START OF")) + 3  # after the START marker line's end
             line_end = raw.find(b"\n", marker) + 1
             copy = raw[:line_end] + f"[copy {k}]\r\n".encode() + raw[line_end:]
-            (out / "books" / f"{book.stem}-{k}.txt").write_bytes(copy)
+            (out / "books" / f"{stem}-{k}.txt").write_bytes(copy)
     for folder in ("textbooks", "short"):
         (out / folder).mkdir()
-        for src in sorted((corpus / folder).glob("*.jsonl")):
-            with open(out / folder / src.name, "w", encoding="utf-8") as f:
+        for src in sorted([*(corpus / folder).glob("*.jsonl"), *(corpus / folder).glob("*.jsonl.gz")]):
+            lines = [line for line in read_bytes(src).decode("utf-8").split("\n") if line.strip()]
+            with open(out / folder / src.name.removesuffix(".gz"), "w", encoding="utf-8") as f:
                 for k in range(copies):
-                    for line in src.open(encoding="utf-8"):
+                    for line in lines:
                         row = json.loads(line)
                         row["id"], row["text"] = f"{row['id']}-{k}", f"[copy {k}] {row['text']}"
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    shutil.copytree(corpus / "tokenizer", out / "tokenizer")
     (out / ".done").touch()
     return out
 
@@ -92,13 +100,18 @@ def run_baseline(corpus: Path, out: Path, tasks: int, workers: int) -> None:
     shutil.rmtree(out, ignore_errors=True)
     recipe = load_recipe("demo").resolved(str(corpus))
     plans = plan_build(recipe, BuildOptions(out=out, tasks=tasks))
+    tokenizer = recipe.tokenizer
+    if tokenizer == "llama3":  # datatrove's tokenizer takes a file: the packaged tokenizer.json
+        from prolong_data.assets import llama3_folder
+
+        tokenizer = str(llama3_folder() / "tokenizer.json")
     jobs = [
         DomainJob(
             p.config.name,
             [
                 *p.source_steps,
                 DocumentTokenizer(
-                    str(out / "tokens" / p.config.name), recipe.tokenizer, eos_token="<|end_of_text|>"
+                    str(out / "tokens" / p.config.name), tokenizer, eos_token="<|end_of_text|>"
                 ),
             ],
             p.tasks,
@@ -166,7 +179,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
+    parser.add_argument("--corpus", type=Path, default=REPO / "examples" / "corpus")
     parser.add_argument("--copies", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)

@@ -7,12 +7,13 @@ run, worker start-up included), the ratio, peak RSS per worker, whether the toke
 identical, and ours as a share of the bare tokenizer engine (the engine our path picks, in as
 many processes as workers, over the same texts in memory, load not timed: the upper limit).
 
-    python bench/tokenize_throughput.py --corpus ../shared/corpus --out bench/results/tokenize_throughput.md
+    python bench/tokenize_throughput.py --corpus examples/corpus --out bench/results/tokenize_throughput.md
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -28,12 +29,19 @@ REPO = Path(__file__).resolve().parents[1]
 SEQ_LEN = 65536
 
 
+def read_text(path: Path) -> str:
+    """A corpus file's text, gunzipped when it ends in `.gz`."""
+    data = path.read_bytes()
+    return (gzip.decompress(data) if path.name.endswith(".gz") else data).decode("utf-8")
+
+
 def read_texts(corpus: Path, kind: str) -> list[str]:
     if kind == "books":
-        return [p.read_text(encoding="utf-8") for p in sorted((corpus / "books").glob("*.txt"))]
+        books = sorted([*(corpus / "books").glob("*.txt"), *(corpus / "books").glob("*.txt.gz")])
+        return [read_text(p) for p in books]
     texts = []
-    for path in sorted((corpus / "short").glob("*.jsonl")):
-        texts += [json.loads(line)["text"] for line in path.open(encoding="utf-8")]
+    for path in sorted([*(corpus / "short").glob("*.jsonl"), *(corpus / "short").glob("*.jsonl.gz")]):
+        texts += [json.loads(line)["text"] for line in read_text(path).split("\n") if line.strip()]
     return texts
 
 
@@ -234,8 +242,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "corpus")
-    parser.add_argument("--tokenizer", default=None, help="default: the corpus's llama3 tokenizer.json")
+    parser.add_argument("--corpus", type=Path, default=REPO / "examples" / "corpus")
+    parser.add_argument("--tokenizer", default=None, help="default: the packaged llama3 tokenizer.json")
     parser.add_argument("--min-tokens", type=int, default=20_000_000)
     parser.add_argument("--tasks", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
@@ -246,7 +254,10 @@ def main() -> None:
     parser.add_argument("--child-src", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    args.tokenizer = args.tokenizer or str(args.corpus / "tokenizer" / "llama3" / "tokenizer.json")
+    if args.tokenizer is None:
+        from prolong_data.assets import llama3_folder
+
+        args.tokenizer = str(llama3_folder() / "tokenizer.json")
     if args.child:
         child(args)
         return

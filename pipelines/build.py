@@ -2,7 +2,7 @@
 
     out/
       mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
-      <domain>/                                      MDS shards of one domain (GUIDE.md section 2)
+      <domain>/                                      MDS shards of one domain (docs/shard-format.md)
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
       .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json

@@ -73,7 +73,7 @@ class DomainConfig:
     """One domain folder of the mixture."""
 
     name: str
-    """The folder name (GUIDE.md section 3), also the `domain` column of its samples."""
+    """The folder name (docs/prolong-recipe.md), also the `domain` column of its samples."""
     group: str
     """`long` or `short`: `--long-share` rescales the two groups, keeping ratios inside each."""
     proportion: float
@@ -156,7 +156,8 @@ class Recipe:
     seq_len: int
     """Tokens per training sequence."""
     tokenizer: str
-    """`llama3`, a tokenizer.json path, an HF folder or a hub id (`{corpus}` is expanded)."""
+    """`llama3` (the Llama-3 tokenizer packaged with prolong_data), a tokenizer.json path, an HF
+    folder or a hub id (`{corpus}` is expanded); see docs/tokenizers.md."""
     token_budget: int
     """Training tokens of the stage; each domain's target is `token_budget * proportion`."""
     max_repeat: float = 4.0

@@ -92,12 +92,17 @@ class ChatTemplate:
 
     @classmethod
     def for_tokenizer(cls, spec: str, tok: LoadedTokenizer) -> ChatTemplate:
-        """The tokenizer's own template (from `tokenizer_config.json` beside it), else Llama-3's."""
-        path = Path(spec)
+        """The tokenizer's own template (from `tokenizer_config.json` beside it), else Llama-3's.
+
+        `llama3` takes the packaged tokenizer_config.json's template (Llama-3-Instruct's).
+        """
+        from prolong_data.assets import llama3_folder
+
+        path = llama3_folder() if spec == "llama3" else Path(spec)
         config = (path if path.is_dir() else path.parent) / "tokenizer_config.json"
         bos = tok.hf.id_to_token(tok.bos_id)
         eos = tok.hf.id_to_token(tok.eos_id)
-        if spec != "llama3" and config.is_file():
+        if config.is_file():
             data = json.loads(config.read_text())
             template = data.get("chat_template")
             if isinstance(template, list):  # named templates: take "default"

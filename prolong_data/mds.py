@@ -1,4 +1,4 @@
-"""MDS shard writing (GUIDE.md section 2): one folder per domain, one sub-folder per rank.
+"""MDS shard writing (docs/shard-format.md): one folder per domain, one sub-folder per rank.
 
 Layout of a finished domain folder::
 

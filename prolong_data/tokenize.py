@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.assets import llama3_folder
+
 logger = logging.getLogger(__name__)
 
 TOKEN_DTYPE = np.uint32
@@ -118,8 +120,8 @@ class LoadedTokenizer:
 def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None) -> LoadedTokenizer:
     """Load a tokenizer from `llama3`, a `tokenizer.json` file, a local HF folder, or a hub id.
 
-    `llama3` builds Meta's Llama-3 tokenizer offline from the `tokenizer.model` shipped in the
-    PyPI package `llama-models`. `bos` / `eos` override the document boundary tokens (by string).
+    `llama3` is Meta's Llama-3 tokenizer as shipped inside this package (`prolong_data.assets`):
+    offline, no extra package. `bos` / `eos` override the document boundary tokens (by string).
     A process loads each tokenizer once: build tasks that run one after the other in the same
     worker share it (and its tiktoken engine, see `tiktoken_encoding`).
     """
@@ -128,24 +130,26 @@ def load_tokenizer(spec: str, *, bos: str | None = None, eos: str | None = None)
 
 @lru_cache(maxsize=8)
 def _load_tokenizer_cached(spec: str, bos: str | None, eos: str | None) -> LoadedTokenizer:
-    json_file = None
+    json_file = tiktoken_file = None
     if spec == "llama3":
-        hf, tiktoken_file = _load_llama3()
+        folder = llama3_folder()
+        json_file, tiktoken_file = str(folder / "tokenizer.json"), str(folder / "tokenizer.model")
+        hf, config = _load_tokenizer_json(Path(json_file)), _read_tokenizer_config(folder)
     else:
         path = Path(spec).expanduser()
         if path.is_file():
-            hf, tiktoken_file, json_file = _load_tokenizer_json(path), None, str(path)
+            hf, json_file = _load_tokenizer_json(path), str(path)
         elif path.is_dir():
-            hf, tiktoken_file = _load_folder(path), None
+            hf = _load_folder(path)
             json_file = str(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
         elif "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
-            hf, tiktoken_file = _load_from_hub(spec), None
+            hf = _load_from_hub(spec)
         else:
             raise TokenizerError(
                 f"tokenizer {spec!r}: no such file or folder. Give `llama3`, a tokenizer.json path, "
                 "a folder with tokenizer.json, or a hub id like meta-llama/Meta-Llama-3-8B."
             )
-    config = _read_tokenizer_config(Path(spec)) if spec != "llama3" else {}
+        config = _read_tokenizer_config(Path(spec))
     bos_id = _special_id(hf, bos, config.get("bos_token"), BOS_CANDIDATES, "bos")
     eos_id = _special_id(hf, eos, None, EOS_CANDIDATES, "eos")
     hf.encode_special_tokens = True  # documents can never inject control tokens
@@ -163,7 +167,7 @@ def _load_tokenizer_json(path: Path):
 def _load_folder(path: Path):
     if (path / "tokenizer.json").is_file():
         return _load_tokenizer_json(path / "tokenizer.json")
-    _require_transformers(f"tokenizer folder {path} (no tokenizer.json)", "train")
+    _require_transformers(f"tokenizer folder {path} (no tokenizer.json)")
     from transformers import AutoTokenizer
 
     try:
@@ -175,7 +179,7 @@ def _load_folder(path: Path):
 
 
 def _load_from_hub(repo_id: str):
-    _require_transformers(f"hub tokenizer {repo_id!r}", "train")
+    _require_transformers(f"hub tokenizer {repo_id!r}")
     from transformers import AutoTokenizer
 
     try:
@@ -187,12 +191,12 @@ def _load_from_hub(repo_id: str):
         ) from err
 
 
-def _require_transformers(what: str, extra: str) -> None:
+def _require_transformers(what: str) -> None:
     """Raise `TokenizerError` naming the extra to install when transformers is missing."""
     if importlib.util.find_spec("transformers") is None:
         raise TokenizerError(
             f"{what} needs transformers, which the core install leaves out: "
-            f"pip install 'prolong-data[{extra}]' (or give a tokenizer.json path)"
+            "pip install 'prolong-data[train]' (or give a tokenizer.json path)"
         )
 
 
@@ -215,25 +219,12 @@ def _special_id(
     raise TokenizerError(f"cannot find a {role} token in this tokenizer; pass {role}='<the token>'")
 
 
-def llama3_tiktoken_file() -> Path:
-    """Meta's official Llama-3 `tokenizer.model`, from the installed `llama-models` package."""
-    spec = importlib.util.find_spec("llama_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise TokenizerError(
-            "the `llama3` tokenizer needs the PyPI package llama-models: pip install 'prolong-data[llama3]' "
-            "(or give a tokenizer.json path)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "llama3" / "tokenizer.model"
-    if not path.is_file():
-        raise TokenizerError(f"llama-models is installed but has no {path}; reinstall llama-models==0.3.0")
-    return path
-
-
 def llama3_special_tokens() -> list[str]:
     """The 256 Llama-3 (8B, 8B-Instruct) special tokens, in id order from 128000.
 
-    These are Llama-3.0's names, the ones of ProLong's base model; Llama-3.1 renamed a few
-    reserved slots (e.g. 128004 `<|finetune_right_pad_id|>`) without changing any id.
+    These are Llama-3.0's names, the ones of ProLong's base model and of the packaged
+    tokenizer.json; Llama-3.1 renamed a few reserved slots (e.g. 128004
+    `<|finetune_right_pad_id|>`) without changing any id.
     """
     named = {
         0: "<|begin_of_text|>",
@@ -250,18 +241,6 @@ def llama3_special_tokens() -> list[str]:
             tokens.append(f"<|reserved_special_token_{reserved}|>")
             reserved += 1
     return tokens
-
-
-def _load_llama3():
-    """Convert Meta's tiktoken `tokenizer.model` into an HF tokenizer (offline)."""
-    path = llama3_tiktoken_file()
-    _require_transformers("the `llama3` tokenizer", "llama3")
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    converter = TikTokenConverter(
-        vocab_file=str(path), pattern=LLAMA3_PATTERN, additional_special_tokens=llama3_special_tokens()
-    )
-    return converter.converted(), str(path)
 
 
 # --------------------------------------------------------------------------------------------

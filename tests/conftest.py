@@ -1,40 +1,42 @@
-"""Shared fixtures: the sample corpus in ../shared/corpus and its Llama-3 tokenizer."""
+"""Shared fixtures: the sample corpus (the repository's examples/corpus, or $PROLONG_CORPUS) and
+the packaged Llama-3 tokenizer. Pure tests need neither; tests that need the corpus get it from
+the `corpus` fixture."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from corpus_files import book_files, plain_name, read_text, sample_corpus
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("PROLONG_CORPUS", REPO.parent / "shared" / "corpus"))
-TOKENIZER_JSON = CORPUS / "tokenizer" / "llama3" / "tokenizer.json"
-
-
-def pytest_collection_modifyitems(config, items):
-    if not CORPUS.is_dir():
-        raise pytest.UsageError(f"the sample corpus is missing at {CORPUS}; put shared/ beside the repo")
+CORPUS = sample_corpus()
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the sample corpus is missing at {CORPUS}; unset PROLONG_CORPUS to use examples/corpus")
     return CORPUS
 
 
 @pytest.fixture(scope="session")
 def tokenizer_json() -> str:
-    return str(TOKENIZER_JSON)
+    """The packaged Llama-3 tokenizer.json (unpacked into the cache folder)."""
+    from prolong_data.assets import llama3_folder
+
+    return str(llama3_folder() / "tokenizer.json")
 
 
 @pytest.fixture(scope="session")
-def llama3_tok():
+def llama3_tok(tokenizer_json):
     from prolong_data.tokenize import load_tokenizer
 
-    return load_tokenizer(str(TOKENIZER_JSON))
+    return load_tokenizer(tokenizer_json)
 
 
 @pytest.fixture(scope="session")
-def book_texts() -> dict[str, str]:
-    """Every sample book, raw (BOM, CRLF and Gutenberg header kept), by file name."""
-    return {p.name: p.read_text(encoding="utf-8") for p in sorted((CORPUS / "books").glob("*.txt"))}
+def book_texts(corpus) -> dict[str, str]:
+    """Every sample book (training and held-out) as text mode reads it (BOM and Gutenberg header
+    kept, line ends as `\n`), by file name without `.gz`."""
+    paths = book_files(corpus / "books") + book_files(corpus / "heldout")
+    return {plain_name(p): read_text(p) for p in sorted(paths, key=plain_name)}

@@ -25,8 +25,10 @@ heads, the backend runs over the *global* ``cu_seqlens``, and the output is trad
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import warnings
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -56,19 +58,25 @@ def available_backends(device: torch.device) -> list[str]:
 
 
 def resolve_backend(name: str, device: torch.device) -> str:
-    """Turns ``auto`` into the fastest available backend and checks an explicit choice."""
+    """Turns ``auto`` into the fastest available backend and checks an explicit choice (the
+    answer is computed once per process and device type)."""
+    return _resolve(name, torch.device(device).type)
+
+
+@cache
+def _resolve(name: str, device_type: str) -> str:
     if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}; choose one of {BACKENDS}")
-    usable = available_backends(device)
+    usable = available_backends(torch.device(device_type))
     if name == "auto":
-        if device.type != "cuda":
+        if device_type != "cuda":
             return "sdpa_docs"
         for candidate in ("flash", "varlen", "flex"):
             if candidate in usable:
                 return candidate
     if name not in usable:
         raise ValueError(
-            f"attention backend {name!r} is not available on {device.type}; use one of {usable} or 'auto'"
+            f"attention backend {name!r} is not available on {device_type}; use one of {usable} or 'auto'"
         )
     return name
 
@@ -109,7 +117,9 @@ class DocMask:
         )
 
     def block_mask(self, total: int, device: torch.device):
-        """The flex-attention BlockMask for this packing, built on first use and reused by all layers."""
+        """The flex-attention BlockMask of this packing: built once per micro-batch, on its first
+        use, by the compiled ``create_block_mask`` on CUDA (block by block: never a dense
+        (N, N) mask), and reused by every layer."""
         if self._block_mask is None:
             from torch.nn.attention.flex_attention import create_block_mask
 
@@ -119,7 +129,9 @@ class DocMask:
             def same_doc_causal(b, h, q_idx, kv_idx):
                 return (doc_id[q_idx] == doc_id[kv_idx]) & (q_idx >= kv_idx)
 
-            self._block_mask = create_block_mask(same_doc_causal, None, None, total, total, device=device)
+            self._block_mask = create_block_mask(
+                same_doc_causal, None, None, total, total, device=device, _compile=device.type == "cuda"
+            )
         return self._block_mask
 
 
@@ -145,6 +157,14 @@ def _sdpa_per_document(q, k, v, mask: DocMask, scale: float) -> torch.Tensor:
     return torch.cat(outs)  # (N, H, D)
 
 
+@cache
+def _compiled_flex():
+    """``flex_attention`` compiled once per process (compiling it per call recompiles per layer)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention)
+
+
 def _flex(q, k, v, mask: DocMask, scale: float) -> torch.Tensor:
     """Flex attention over the whole flattened batch with a document block mask."""
     from torch.nn.attention.flex_attention import flex_attention
@@ -152,7 +172,7 @@ def _flex(q, k, v, mask: DocMask, scale: float) -> torch.Tensor:
     block_mask = mask.block_mask(q.shape[0], q.device)
     qf, kf, vf = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, H|Hkv, N, D)
     if q.device.type == "cuda":
-        out = torch.compile(flex_attention)(qf, kf, vf, block_mask=block_mask, scale=scale, enable_gqa=True)
+        out = _compiled_flex()(qf, kf, vf, block_mask=block_mask, scale=scale, enable_gqa=True)
     else:  # eager flex builds the full score matrix: fine for the short CPU tests it serves
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -161,21 +181,29 @@ def _flex(q, k, v, mask: DocMask, scale: float) -> torch.Tensor:
     return out[0].transpose(0, 1)
 
 
+@cache
+def _varlen_options() -> tuple[dict, bool]:
+    """How this PyTorch's ``varlen_attn`` is asked for causal attention, and whether it takes
+    grouped kv heads itself (``enable_gqa``); read from its signature once per process."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    parameters = inspect.signature(varlen_attn).parameters
+    causal = {"is_causal": True} if "is_causal" in parameters else {"window_size": (-1, 0)}
+    return causal, "enable_gqa" in parameters
+
+
 def _varlen(q, k, v, mask: DocMask, scale: float) -> torch.Tensor:
     """PyTorch's own flash varlen kernel (CUDA only)."""
-    import inspect
-
     from torch.nn.attention.varlen import varlen_attn
 
     cu, n = mask.cu_seqlens, mask.max_seqlen
-    causal = (
-        {"is_causal": True}
-        if "is_causal" in inspect.signature(varlen_attn).parameters
-        else {"window_size": (-1, 0)}
-    )
+    causal, takes_gqa = _varlen_options()
     if k.shape[1] != q.shape[1]:
-        groups = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (N, H, D)
+        if takes_gqa:
+            causal = {**causal, "enable_gqa": True}
+        else:
+            groups = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (N, H, D)
     return varlen_attn(q, k, v, cu, cu, n, n, scale=scale, **causal)  # (N, H, D)
 
 

@@ -69,19 +69,33 @@ def load_checkpoint(path, model, optimizer, scheduler, loader) -> int:
     return int(state["train"]["step"])
 
 
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint that ``path`` names: a checkpoint folder itself, or the newest complete one in
+    a ``checkpoints`` folder or in a run folder that holds one."""
+    path = Path(path)
+    if (path / ".metadata").is_file():
+        return path
+    for folder in (path, path / "checkpoints"):
+        found = latest_checkpoint(folder) if folder.is_dir() else None
+        if found is not None:
+            return found
+    raise ValueError(
+        f"{path} holds no complete checkpoint (a step-NNNNNNNN folder with .metadata); point "
+        "checkpoint.init_optimizer_from at the previous stage's run folder (e.g. runs/stage1-64k) or "
+        "one of its checkpoints, run that stage first, or pass --checkpoint.init_optimizer_from=null "
+        "to start AdamW fresh"
+    )
+
+
 def load_optimizer_state(path, model, optimizer) -> None:
     """Starts ``optimizer`` from the AdamW state (moments, step counts) of another run's checkpoint.
 
     For a stage that continues the previous one (``checkpoint.init_optimizer_from``): the
     per-parameter state is loaded, while this run's hyperparameters (lr, betas, weight decay) are
-    kept. Collective over all ranks; the other run may have used another number of ranks.
+    kept. ``path``: see ``find_checkpoint``. Collective over all ranks; the other run may have used
+    another number of ranks.
     """
-    path = Path(path)
-    if not (path / ".metadata").is_file():
-        raise ValueError(
-            f"{path} is not a complete checkpoint (no .metadata); point checkpoint.init_optimizer_from "
-            "at a folder like runs/stage1-64k/checkpoints/step-00005000"
-        )
+    path = find_checkpoint(path)
     hyper = [
         {key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups
     ]

@@ -25,6 +25,12 @@ class ModelConfig:
     """Ignore ``path`` and train a randomly initialised tiny Llama (see ``TinyConfig``)."""
     rope_theta: float | None = None
     """RoPE base frequency for this stage (ProLong stage 1: 8e6); None keeps the checkpoint's."""
+    rope_scaling: str | None = None
+    """What a stage that sets ``rope_theta`` does with a checkpoint's RoPE scaling (Llama-3.1's
+    ``llama3`` type, a ``linear`` or ``yarn`` factor): ``keep`` it (scaled on top of the new base)
+    or ``drop`` it (plain RoPE with the new base, as ProLong's Llama-3 recipe has). None is allowed
+    only when there is nothing to decide (no scaling, or no ``rope_theta``); otherwise the run
+    stops and asks for one of the two."""
     attention: str = "auto"
     """Document-masked attention backend: auto, sdpa_docs, flex, varlen or flash (see trainer/attention.py)."""
     loss_chunk_size: int = 4096
@@ -37,6 +43,8 @@ class ModelConfig:
             )
         if self.rope_theta is not None and self.rope_theta <= 0:
             raise ValueError(f"model.rope_theta must be positive, got {self.rope_theta}")
+        if self.rope_scaling not in (None, "keep", "drop"):
+            raise ValueError(f"model.rope_scaling must be keep or drop, got {self.rope_scaling!r}")
         if self.loss_chunk_size < 1:
             raise ValueError(f"model.loss_chunk_size must be >= 1, got {self.loss_chunk_size}")
 
@@ -75,6 +83,11 @@ class DataConfig:
     """Sequences per forward/backward pass on one rank."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
+    apply_masks: bool = False
+    """Train only on the tokens a shard's ``mask`` column marks (SFT: the assistant turns).
+    False ignores masks, as ProLong's pre-training does unless asked (``--apply_instruct_masks``):
+    its 64K data carries masks in ``tuluv2``. A stage that ignores masks its shards carry says so
+    at start."""
 
     def __post_init__(self):
         if self.micro_batch_size < 1 or self.seq_len < 2:
@@ -152,9 +165,10 @@ class CheckpointConfig:
     export_hf: bool = True
     """Write ``<out>/hf`` (safetensors + tokenizer + config) when the stage finishes."""
     init_optimizer_from: str | None = None
-    """A previous stage's checkpoint folder (e.g. ``runs/stage1-64k/checkpoints/step-00005000``)
-    whose AdamW state (moments and step counts) starts this stage; the weights still come from
-    ``model.path`` and the learning rate from this stage's schedule. None starts AdamW fresh.
+    """A previous stage's run folder (``runs/stage1-64k``: its newest checkpoint), ``checkpoints``
+    folder, or one checkpoint (``runs/stage1-64k/checkpoints/step-00005000``) whose AdamW state
+    (moments and step counts) starts this stage, as ProLong's stage 2 does; the weights still come
+    from ``model.path`` and the learning rate from this stage's schedule. None starts AdamW fresh.
     Ignored when this run resumes from its own checkpoint."""
 
     def __post_init__(self):
@@ -170,6 +184,16 @@ class LogConfig:
     """Peak dense TFLOP/s of one device for MFU; None looks the GPU up (H100/H200: 989) or skips MFU."""
     progress_bar: bool = True
     """Show a tqdm progress bar on rank 0."""
+    tensorboard: bool = True
+    """Also write every metrics line as TensorBoard scalars to ``<out>/tensorboard`` (rank 0;
+    needs the ``tensorboard`` package, part of the ``train`` extra)."""
+    wandb: bool = False
+    """Also send every metrics line to Weights & Biases (rank 0; needs ``pip install wandb`` and
+    ``wandb login`` or ``WANDB_API_KEY``; ``WANDB_MODE=offline`` keeps it local)."""
+    wandb_project: str = "prolong-data"
+    """The W&B project of the run."""
+    wandb_run: str | None = None
+    """The W&B run name; None names it after the run folder."""
 
 
 @dataclass(kw_only=True)
@@ -212,19 +236,31 @@ class Config:
 def load_config(path: str | Path | None, args: list[str] | None = None, smoke: bool | None = None) -> Config:
     """Builds the Config from a YAML file and CLI overrides.
 
-    ``smoke``: None reads ``--smoke`` from the overrides; the YAML's ``smoke:`` block is applied
-    when smoke mode is on.
+    ``smoke``: None decides it here: ``--smoke``/``--smoke=false`` if given, else a saved config's
+    ``smoke: true|false``, else on exactly when this machine has no CUDA device; the YAML's
+    ``smoke:`` block is applied when smoke mode is on.
     """
     raw = read_yaml(path) if path else {}
     overrides = parse_overrides(args or [])
     smoke_value = raw.pop("smoke", None)  # the smoke block, or a saved config's `smoke: true`
     smoke_block = smoke_value if isinstance(smoke_value, dict) else {}
     if smoke is None:
-        smoke = bool(overrides.get("smoke", smoke_value is True))
+        if "smoke" in overrides:
+            smoke = bool(overrides["smoke"])
+        elif isinstance(smoke_value, bool):  # a saved config says what it was
+            smoke = smoke_value
+        else:
+            smoke = not _has_cuda()
     tree = merge(Config, raw, smoke_block, "smoke") if smoke else raw
     tree = merge(Config, tree, overrides)
     tree["smoke"] = smoke
     return from_dict(Config, tree)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def to_dict(config: Config) -> dict:

@@ -19,26 +19,51 @@ its slice afterwards (``trainer.sequence_parallel.shard_batch``).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from prolong_data.mixture import Mixture, read_mixture, to_streams
 from trainer.loss import IGNORE_INDEX
 
 
-def load_mixture(path: str | Path) -> tuple[list[tuple[str, str, float]], int]:
-    """Reads a ``mixture.json``: ([(domain, absolute folder, proportion), ...], seq_len)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"mixture file {path} does not exist; build the shards first (`make shards`)")
-    spec = json.loads(path.read_text())
-    streams = [
-        (s["domain"], str((path.parent / s["path"]).resolve()), float(s["proportion"]))
-        for s in spec["streams"]
-    ]
-    return streams, int(spec["seq_len"])
+def load_mixture(path: str | Path) -> tuple[Mixture, Path]:
+    """Reads and checks a ``mixture.json`` with the library's own rules: (mixture, its folder).
+
+    Proportions must sum to 1 (``prolong_data.mixture``'s tolerance) and every domain folder must
+    hold an MDS ``index.json``; anything else is a ValueError that says what to fix.
+    """
+    try:
+        mixture, root = read_mixture(path)
+    except FileNotFoundError:
+        raise ValueError(
+            f"mixture file {path} does not exist; build the shards first (e.g. `make shards`)"
+        ) from None
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not a valid mixture.json ({error!r}); rebuild it") from None
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    for domain, folder in mixture.resolved_paths(root).items():
+        if not (folder / "index.json").is_file():
+            raise ValueError(
+                f"{path} names domain {domain!r} at {folder}, which holds no index.json; build that "
+                "domain (rerun the `prolong-data shards` command of this mixture) or fix mixture.json"
+            )
+    return mixture, root
+
+
+def masked_domains(mixture: Mixture, root: Path) -> list[str]:
+    """Domains of the mixture whose shards carry a ``mask`` column."""
+    found = []
+    for domain, folder in mixture.resolved_paths(root).items():
+        index = json.loads((folder / "index.json").read_text())
+        if any("mask" in shard.get("column_names", []) for shard in index.get("shards", [])):
+            found.append(domain)
+    return found
 
 
 def check_spans(indices: np.ndarray, seq_len: int) -> None:
@@ -71,8 +96,11 @@ def labels_from_spans(input_ids: np.ndarray, indices: np.ndarray, mask: np.ndarr
     return labels
 
 
-def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
-    """Turns MDS samples into one micro-batch (see the module docstring for the keys)."""
+def collate(samples: list[dict], apply_masks: bool = True) -> dict[str, torch.Tensor]:
+    """Turns MDS samples into one micro-batch (see the module docstring for the keys).
+
+    ``apply_masks``: whether a sample's ``mask`` column limits the targets (SFT) or is ignored.
+    """
     seq_len = len(samples[0]["input_ids"])
     rows: dict[str, list] = {"input_ids": [], "position_ids": [], "labels": []}
     bounds = [0]
@@ -85,7 +113,8 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
         check_spans(spans, seq_len)
         rows["input_ids"].append(ids.astype(np.int64))
         rows["position_ids"].append(position_ids_from_spans(spans, seq_len))
-        rows["labels"].append(labels_from_spans(ids, spans, sample.get("mask")))
+        mask = sample.get("mask") if apply_masks else None
+        rows["labels"].append(labels_from_spans(ids, spans, mask))
         bounds.extend((row * seq_len + spans[:, 1].astype(np.int64)).tolist())
     batch = {key: torch.from_numpy(np.stack(value)) for key, value in rows.items()}  # each (B, T)
     batch["cu_seqlens"] = torch.tensor(bounds, dtype=torch.int32)  # (n_docs + 1,)
@@ -93,30 +122,47 @@ def collate(samples: list[dict]) -> dict[str, torch.Tensor]:
 
 
 def build_loader(
-    mixture_path: str | Path, micro_batch_size: int, seed: int, num_workers: int = 0, replication: int = 1
+    mixture_path: str | Path,
+    micro_batch_size: int,
+    seed: int,
+    num_workers: int = 0,
+    replication: int = 1,
+    apply_masks: bool = False,
 ) -> tuple[torch.utils.data.DataLoader, int]:
     """A resumable loader of micro-batches over the mixture's streams, and the mixture's seq_len.
 
     Every rank gets its own part of the stream (streaming reads RANK / WORLD_SIZE as set by
     torchrun), except that ``replication`` consecutive ranks (one sequence-parallel group) get the
-    same samples.
+    same samples. ``apply_masks``: see ``DataConfig.apply_masks``; shards whose masks are ignored
+    are named in a warning.
     """
-    from streaming import Stream, StreamingDataset
+    from streaming import StreamingDataset
     from streaming.base.dataloader import StreamingDataLoader
 
-    entries, seq_len = load_mixture(mixture_path)
-    streams = [Stream(local=folder, proportion=proportion) for _, folder, proportion in entries]
+    mixture, root = load_mixture(mixture_path)
+    masked = [] if apply_masks else masked_domains(mixture, root)
+    if masked:
+        warnings.warn(
+            f"domains {masked} carry `mask` columns that this stage ignores (data.apply_masks=false: "
+            "every token is a target, as in ProLong's pre-training); set --data.apply_masks=true to "
+            "train on the masked tokens only",
+            stacklevel=2,
+        )
     dataset = StreamingDataset(
-        streams=streams,
+        streams=to_streams(mixture, root),
         shuffle=True,
         shuffle_seed=seed,
         batch_size=micro_batch_size,
         replication=replication if replication > 1 else None,
     )
     loader = StreamingDataLoader(
-        dataset, batch_size=micro_batch_size, collate_fn=collate, num_workers=num_workers, drop_last=True
+        dataset,
+        batch_size=micro_batch_size,
+        collate_fn=partial(collate, apply_masks=apply_masks),
+        num_workers=num_workers,
+        drop_last=True,
     )
-    return loader, seq_len
+    return loader, mixture.seq_len
 
 
 def endless(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, torch.Tensor]]:

@@ -26,21 +26,21 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
         # hidden (N, D), weight (V, D), labels (N,)
         need_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         ctx.weight_dtype = weight.dtype  # the weight gradient goes back in it (bf16 under mixed precision)
-        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32, or fp64 for fp64 inputs
+        total = torch.zeros((), dtype=acc, device=hidden.device)
         grad_hidden = torch.zeros_like(hidden) if need_grad else None  # (N, D)
-        grad_weight = (
-            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
-        )
-        # fp32: one logits buffer for all chunks (a fresh multi-GB block per chunk costs page faults on CPU)
-        fp32 = hidden.dtype == weight.dtype == torch.float32
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_grad else None
+        # full precision: one logits buffer for all chunks (a fresh multi-GB block per chunk costs
+        # page faults on CPU); 16-bit inputs get their logits upcast per chunk
+        full = hidden.dtype == weight.dtype == acc
         rows = min(chunk_size, hidden.shape[0])
-        buffer = hidden.new_empty((rows, weight.shape[0])) if fp32 else None  # (C, V)
+        buffer = hidden.new_empty((rows, weight.shape[0])) if full else None  # (C, V)
         for start in range(0, hidden.shape[0], chunk_size):
             h = hidden[start : start + chunk_size]  # (C, D)
             y = labels[start : start + chunk_size]  # (C,)
             keep = (y != IGNORE_INDEX).unsqueeze(1)  # (C, 1)
             target = y.clamp(min=0).unsqueeze(1)  # (C, 1)
-            logits = torch.mm(h, weight.T, out=buffer[: len(h)]) if fp32 else (h @ weight.T).float()  # (C, V)
+            logits = torch.mm(h, weight.T, out=buffer[: len(h)]) if full else (h @ weight.T).to(acc)  # (C, V)
             picked = logits.gather(1, target)  # (C, 1) logit of the target token
             peak = logits.amax(dim=1, keepdim=True)  # (C, 1)
             probs = logits.sub_(peak).exp_()  # (C, V) unnormalised softmax, in place of the logits
@@ -53,7 +53,7 @@ class _ChunkedLinearCrossEntropy(torch.autograd.Function):
             probs.scatter_add_(1, target, torch.full_like(lse, -1.0))  # softmax - one_hot
             grad_logits = probs.mul_(keep).to(hidden.dtype)  # (C, V) d loss / d logits
             grad_hidden[start : start + chunk_size] = grad_logits @ weight  # (C, D)
-            grad_weight.addmm_(grad_logits.T.float(), h.float())  # (V, D)
+            grad_weight.addmm_(grad_logits.T.to(acc), h.to(acc))  # (V, D)
         ctx.save_for_backward(grad_hidden, grad_weight)
         return total
 

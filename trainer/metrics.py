@@ -58,21 +58,104 @@ def peak_memory_gib(device: torch.device) -> float:
 
 
 class MetricsLog:
-    """Appends one JSON object per logged step to ``metrics.jsonl`` (rank 0 only)."""
+    """Writes one record per logged step: a JSON line in ``metrics.jsonl``, and optionally the same
+    numbers as TensorBoard scalars and to Weights & Biases. Only rank 0 writes (``enabled``).
+    """
 
-    def __init__(self, path: str | Path, enabled: bool):
+    def __init__(
+        self,
+        path: str | Path,
+        enabled: bool,
+        *,
+        tensorboard_dir: str | Path | None = None,
+        wandb_run=None,
+    ):
         self.path = Path(path)
         self.enabled = enabled
+        self.tensorboard = None
+        self.wandb = wandb_run if enabled else None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if tensorboard_dir is not None:
+                self.tensorboard = tensorboard_writer(tensorboard_dir)
 
     def write(self, record: dict) -> None:
-        """Appends ``record`` as a line."""
-        if self.enabled:
-            with self.path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+        """Appends ``record`` (a dict with ``step``) to every sink."""
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        scalars = {k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}
+        if self.tensorboard is not None:
+            for key, value in scalars.items():
+                self.tensorboard.add_scalar(f"train/{key}", value, global_step=record["step"])
+            self.tensorboard.flush()
+        if self.wandb is not None:
+            self.wandb.log({f"train/{k}": v for k, v in scalars.items()}, step=record["step"])
+
+    def close(self) -> None:
+        """Flushes and closes the TensorBoard file and the W&B run."""
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
+
+
+def tensorboard_writer(folder: str | Path):
+    """A ``SummaryWriter`` on ``folder``; a ValueError with the fix when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError(
+            "log.tensorboard=true needs the tensorboard package: pip install 'prolong-data[train]' "
+            "(or pip install tensorboard), or pass --log.tensorboard=false"
+        ) from None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def start_wandb(project: str, name: str, config: dict):
+    """A W&B run (``wandb.init``); a ValueError with the fix when wandb is not installed."""
+    try:
+        import wandb
+    except ImportError:
+        raise ValueError(
+            "log.wandb=true needs the wandb package: pip install wandb, then `wandb login` (or set "
+            "WANDB_API_KEY; WANDB_MODE=offline logs locally), or pass --log.wandb=false"
+        ) from None
+    return wandb.init(project=project, name=name, config=config)
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """All records of a ``metrics.jsonl``."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """All records of a ``metrics.jsonl``.
+
+    A last line that is not complete JSON (the process was killed while writing it) is left out;
+    a broken line anywhere else is damage and raises ValueError naming the line.
+    """
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(
+                f"{path} line {number} is not JSON ({line[:60]!r}); fix or delete that line"
+            ) from None
+    return records
+
+
+def truncate_metrics(path: str | Path, last_step: int) -> int:
+    """Keeps the records up to ``last_step`` (where a resumed run continues) and rewrites the file
+    whole, which also drops a half-written last line. Returns the number of records dropped."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    raw = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [r for r in read_metrics(path) if r["step"] <= last_step]
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    temporary.replace(path)
+    return len(raw) - len(kept)

@@ -9,6 +9,7 @@ the full logits are never built during training.
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -67,15 +68,22 @@ def tiny_llama_config(tiny: TinyConfig, seq_len: int, rope_theta: float | None):
     )
 
 
-def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int, *, weights: bool = True) -> nn.Module:
-    """The fp32 HF causal LM on CPU, with ``rope_theta`` overridden and our attention selected.
+def load_lm(
+    model: ModelConfig,
+    tiny: TinyConfig,
+    seq_len: int,
+    *,
+    weights: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> nn.Module:
+    """The HF causal LM on CPU in ``dtype``, with this stage's RoPE settings and our attention.
 
     ``weights=False`` builds the same model from ``model.path``'s config on the meta device, with
     no memory behind it, for ranks that receive the weights from rank 0 (see
     ``trainer.parallelize.load_from_rank0``). The tiny model is always built in full (it is small,
     and every rank draws the same random init).
     """
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     attn = register_attention()
     if model.tiny:
@@ -83,34 +91,139 @@ def load_lm(model: ModelConfig, tiny: TinyConfig, seq_len: int, *, weights: bool
         config._attn_implementation = attn
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tiny.init_seed)
-            return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
-    try:
-        config = AutoConfig.from_pretrained(model.path)
-    except (OSError, ValueError) as error:  # missing folder, bad hub id, no network
-        raise ValueError(
-            f"cannot load model.path={model.path!r} ({error}); a stage that starts from the previous stage's "
-            "export needs that stage run first (make train-64k writes runs/stage1-64k/hf, make train-512k "
-            "writes runs/stage2-512k/hf), or pass --model.path=<HF folder or hub id>"
-        ) from error
-    if model.rope_theta is not None:
-        config.rope_theta = model.rope_theta
+            return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=dtype)
+    config = load_hf_config(model.path)
+    set_rope(config, model.rope_theta, model.rope_scaling)
     config.max_position_embeddings = max(config.max_position_embeddings, seq_len)
     if not weights:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=torch.float32)
     return AutoModelForCausalLM.from_pretrained(
-        model.path, config=config, attn_implementation=attn, dtype=torch.float32
+        model.path, config=config, attn_implementation=attn, dtype=dtype
     )
 
 
+def load_hf_config(path: str):
+    """``AutoConfig`` of a local folder or hub id; a ValueError that says what to do when it fails."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:  # missing folder, bad hub id, gated model, no network
+        if _is_gated(error):
+            raise ValueError(
+                f"model.path={path!r} is a gated model on the Hugging Face hub: request access at "
+                f"https://huggingface.co/{path}, then log in on this machine with `huggingface-cli login` "
+                "(or `hf auth login`, or export HF_TOKEN=<a read token>) and run again; or download it "
+                "elsewhere and pass --model.path=<local folder>"
+            ) from None
+        raise ValueError(
+            f"cannot load model.path={path!r} ({error}); a stage that starts from the previous stage's "
+            "export needs that stage run first (make train-64k writes runs/stage1-64k/hf, make train-512k "
+            "writes runs/stage2-512k/hf), or pass --model.path=<HF folder or hub id>"
+        ) from None
+
+
+def _is_gated(error: BaseException) -> bool:
+    """Whether a hub error (or what it wraps) says the repository is gated."""
+    while error is not None:
+        if type(error).__name__ == "GatedRepoError" or "gated repo" in str(error).lower():
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def checkpoint_dtype(path: str) -> torch.dtype:
+    """The dtype a checkpoint's weights are stored in (its config's ``torch_dtype``/``dtype``)."""
+    config = load_hf_config(path)
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or torch.float32
+    return getattr(torch, stored) if isinstance(stored, str) else stored
+
+
+def rope_scaling_of(config) -> dict | None:
+    """The checkpoint's RoPE scaling (``{"rope_type": "llama3", "factor": 8.0, ...}``), or None for
+    plain RoPE. transformers 4.x keeps it in ``rope_scaling``, 5.x in ``rope_parameters``."""
+    params = getattr(config, "rope_parameters", None)
+    if params is None:
+        params = getattr(config, "rope_scaling", None)
+    if not params:
+        return None
+    kind = params.get("rope_type", params.get("type", "default"))
+    return None if kind == "default" else dict(params)
+
+
+def rope_theta_of(config) -> float:
+    """The RoPE base of an HF config (``rope_theta`` in transformers 4.x, inside ``rope_parameters``
+    in 5.x)."""
+    params = getattr(config, "rope_parameters", None)
+    return float(params["rope_theta"] if params else config.rope_theta)
+
+
+def set_rope(config, rope_theta: float | None, scaling_policy: str | None) -> None:
+    """Applies a stage's ``rope_theta`` to an HF config, keeping or dropping its RoPE scaling as
+    ``scaling_policy`` says (``model.rope_scaling``), on transformers 4.x and 5.x alike."""
+    if rope_theta is None:
+        return
+    scaling = rope_scaling_of(config)
+    if scaling is not None and scaling_policy is None:
+        raise ValueError(
+            f"the checkpoint scales RoPE ({scaling.get('rope_type', scaling.get('type'))}: {scaling}) and this "
+            f"stage sets model.rope_theta={rope_theta:g}; say what to do with the scaling: "
+            "--model.rope_scaling=keep (scale on top of the new base) or --model.rope_scaling=drop "
+            "(plain RoPE with the new base, as ProLong's Llama-3 stages have)"
+        )
+    keep = scaling is not None and scaling_policy == "keep"
+    if hasattr(config, "rope_parameters"):  # transformers 5
+        params = dict(scaling) if keep else {"rope_type": "default"}
+        params["rope_theta"] = rope_theta
+        config.rope_parameters = params
+    else:  # transformers 4
+        config.rope_theta = rope_theta
+        if not keep:
+            config.rope_scaling = None
+
+
 def load_tokenizer(model: ModelConfig):
-    """The tokenizer saved with the export (``model.tokenizer``, else ``model.path``)."""
+    """The tokenizer saved with the export (``model.tokenizer``, else ``model.path``).
+
+    ``llama3`` is the Llama-3 tokenizer packaged in ``prolong_data`` (``llama3_folder``).
+    """
     from transformers import AutoTokenizer
 
     source = model.tokenizer or (None if model.tiny else model.path)
     if source is None:
-        raise ValueError("the tiny model has no tokenizer of its own; pass --model.tokenizer=<folder>")
-    return AutoTokenizer.from_pretrained(source)
+        raise ValueError(
+            "the tiny model has no tokenizer of its own; pass --model.tokenizer=llama3 or a folder"
+        )
+    if source == "llama3":
+        from prolong_data.assets import llama3_folder
+
+        source = llama3_folder()
+    tokenizer = AutoTokenizer.from_pretrained(source, **_no_mistral_regex_patch(source))
+    tokenizer.init_kwargs.pop("fix_mistral_regex", None)  # not written into exports
+    return tokenizer
+
+
+MISTRAL_TYPES = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
+
+
+def _no_mistral_regex_patch(source) -> dict:
+    """``fix_mistral_regex=False`` for a local folder whose config.json names no Mistral model.
+
+    transformers 4.57.3 to 4.57.6 warn "incorrect regex pattern ... fix_mistral_regex=True" for
+    every local folder whose config.json they did not write themselves before 4.57.3, Llama-3
+    exports included; the patch it asks for would change Llama-3's ids (digits one by one instead
+    of up to three). Saying False keeps the tokenizer as saved and skips the false alarm
+    (docs/tokenizers.md).
+    """
+    config = Path(source) / "config.json"
+    if not config.is_file():
+        return {}
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError):
+        return {}
+    return {} if model_type in MISTRAL_TYPES else {"fix_mistral_regex": False}
 
 
 def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) -> Path:

@@ -110,7 +110,12 @@ def apply_fsdp(model: nn.Module, dtype: torch.dtype) -> None:
     """FSDP2: one ``fully_shard`` unit per decoder layer, and the root for everything else."""
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-    policy = MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+    # full precision: no casts at all (the parameters' own dtype, fp32 or, in tests, fp64)
+    policy = (
+        MixedPrecisionPolicy()
+        if dtype == torch.float32
+        else MixedPrecisionPolicy(param_dtype=dtype, reduce_dtype=torch.float32)
+    )
     layers = decoder_layers(model)
     for index, layer in enumerate(layers):
         # the last layer's parameters are needed again right away by the backward pass
@@ -139,17 +144,29 @@ def parallelize(model: nn.Module, parallel: ParallelConfig, env: DistEnv, device
     return model.to(device)
 
 
-def load_from_rank0(model: nn.Module, full_state: dict[str, torch.Tensor] | None) -> None:
-    """Fills a sharded model from rank 0's full state dict; the other ranks pass None.
+def load_from_rank0(
+    model: nn.Module,
+    full_state: dict[str, torch.Tensor] | None,
+    full_buffers: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Fills a sharded model built on the meta device from rank 0's full state dict and buffers;
+    the other ranks pass None.
 
-    Only rank 0 reads the checkpoint from disk (an 8B model is 32 GB in fp32: held once, not once
-    per GPU); every rank receives its shards by broadcast. Buffers that no state dict holds
-    (the rotary embedding's ``inv_freq``) are broadcast from rank 0 as well.
+    Only rank 0 reads the checkpoint from disk (held once, not once per GPU); every rank receives
+    its shards by broadcast, cast into its fp32 master shards. Buffers that no state dict holds
+    (the rotary embedding's ``inv_freq``) come from rank 0's loaded model and are broadcast too.
     """
     import torch.distributed as dist
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
     set_model_state_dict(model, full_state or {}, options=options)
-    for buffer in model.buffers():
+    for name, buffer in model.named_buffers():
+        if full_buffers is not None:
+            buffer.copy_(full_buffers[plain_name(name)])
         dist.broadcast(buffer, src=0)
+
+
+def plain_name(name: str) -> str:
+    """A parameter or buffer name without the activation-checkpointing wrapper's segments."""
+    return name.replace("_checkpoint_wrapped_module.", "")

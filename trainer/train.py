@@ -1,20 +1,24 @@
 """The training loop: ``python -m trainer.train --config trainer/configs/stage1-64k.yaml [--a.b=value ...]``.
 
-Read top to bottom: ``main`` parses the config and joins the process group; ``train`` builds the
-model, optimizer and data, resumes if a checkpoint exists, and runs ``train_step`` until the
-stage ends; ``train_step`` = ``forward_backward`` over the step's micro-batches, then
-``optimizer_step``. The loss of a step is the sum of the token losses of all its micro-batches
-on all ranks divided by the number of target tokens in all of them (not a mean of means).
+Read top to bottom: ``main`` loads the config and joins the process group; ``train`` builds a
+``Run`` (model, optimizer, schedule, data and where they live), resumes if a checkpoint exists,
+and runs ``train_step`` until the stage ends; ``train_step`` = ``forward_backward`` over the
+step's micro-batches, then ``optimizer_step``. The loss of a step is the sum of the token losses
+of all its micro-batches on all ranks divided by the number of target tokens in all of them (not
+a mean of means).
 
-Without CUDA the run is a smoke run (``--smoke``): the config's ``smoke:`` block swaps in a tiny
-Llama (random-init, or the previous stage's smoke export) and a few steps, at the stage's own
-sequence length. With ``parallel.sp > 1`` each sequence is split over a sequence-parallel group
-of ranks (trainer/sequence_parallel.py).
+Without CUDA the run is a smoke run (``--smoke``, decided by ``load_config``): the config's
+``smoke:`` block swaps in a tiny Llama (random-init, or the previous stage's smoke export) and a
+few steps, at the stage's own sequence length. With ``parallel.sp > 1`` each sequence is split
+over a sequence-parallel group of ranks (trainer/sequence_parallel.py).
+
+A user error (a bad config value, a missing mixture or checkpoint) ends the command with one
+message and exit status 2.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import sys
 import time
@@ -37,9 +41,24 @@ from trainer.config import Config, load_config, to_dict
 from trainer.data import build_loader, endless
 from trainer.evaluate import doc_loss_by_bucket, heldout_ids
 from trainer.loss import IGNORE_INDEX
-from trainer.metrics import MetricsLog, matmul_params, peak_flops, peak_memory_gib, read_metrics, step_flops
-from trainer.model import CausalLMWithLoss, export_hf, load_lm, load_tokenizer
-from trainer.parallelize import DistEnv, build_sp_group, data_parallel_size, load_from_rank0, parallelize
+from trainer.metrics import (
+    MetricsLog,
+    matmul_params,
+    peak_flops,
+    peak_memory_gib,
+    start_wandb,
+    step_flops,
+    truncate_metrics,
+)
+from trainer.model import CausalLMWithLoss, checkpoint_dtype, export_hf, load_lm, load_tokenizer
+from trainer.parallelize import (
+    DistEnv,
+    build_sp_group,
+    compute_dtype,
+    data_parallel_size,
+    load_from_rank0,
+    parallelize,
+)
 from trainer.schedule import build_optimizer
 from trainer.sequence_parallel import SPGroup, shard_batch
 
@@ -99,7 +118,7 @@ def forward_backward(
     targets, tokens, sum_sq = (int(x) for x in all_reduce_sum(counts, env).tolist())
     if targets == 0:
         raise ValueError("a step without any target token; check the shards' spans and masks")
-    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for mb in micro_batches:
         doc_mask = DocMask.from_cu_seqlens(mb["cu_seqlens"], device, attention, sp)
         summed = model(
@@ -121,10 +140,53 @@ def optimizer_step(model, optimizer, scheduler, grad_clip: float) -> float:
     return float(norm)
 
 
-def train_step(model, optimizer, scheduler, micro_batches, env, device, cfg: Config, sp=None) -> StepResult:
+@dataclass
+class Run:
+    """Everything a running stage holds, built once by ``build`` and handed to the step functions."""
+
+    cfg: Config
+    """The stage's configuration (never modified while training)."""
+    env: DistEnv
+    """Where this process sits in the job."""
+    device: torch.device
+    """This rank's compute device."""
+    model: CausalLMWithLoss
+    """The LM with its loss, checkpointed and sharded."""
+    optimizer: torch.optim.Optimizer
+    """AdamW."""
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    """Warmup + cosine schedule."""
+    loader: torch.utils.data.DataLoader
+    """The resumable micro-batch loader of this rank."""
+    seq_len: int
+    """Tokens per sequence (the mixture's)."""
+    attention: str
+    """The attention backend, resolved once for the device (never ``auto``)."""
+    accum: int
+    """Micro-batches per rank and optimizer step."""
+    sp: SPGroup | None = None
+    """This rank's sequence-parallel group, or None."""
+
+    @property
+    def out(self) -> Path:
+        """The run folder."""
+        return Path(self.cfg.out)
+
+    @property
+    def checkpoints(self) -> Path:
+        """Where checkpoints are saved."""
+        return self.out / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path:
+        """The run's ``metrics.jsonl``."""
+        return self.out / "metrics.jsonl"
+
+
+def train_step(run: Run, micro_batches: list[dict]) -> StepResult:
     """One optimizer step over the given micro-batches of this rank."""
-    result = forward_backward(model, micro_batches, env, device, cfg.model.attention, sp)
-    result.grad_norm = optimizer_step(model, optimizer, scheduler, cfg.optim.grad_clip)
+    result = forward_backward(run.model, micro_batches, run.env, run.device, run.attention, run.sp)
+    result.grad_norm = optimizer_step(run.model, run.optimizer, run.scheduler, run.cfg.optim.grad_clip)
     return result
 
 
@@ -150,10 +212,17 @@ def pick_device(env: DistEnv) -> torch.device:
     return torch.device("cpu")
 
 
-def build(cfg: Config, env: DistEnv, device: torch.device):
-    """Model, optimizer, schedule and data loader of a run (a sequence-parallel group of ranks shares its data)."""
+def build(cfg: Config, env: DistEnv, device: torch.device) -> Run:
+    """The run's model, optimizer, schedule and data loader (a sequence-parallel group of ranks
+    shares its data)."""
+    sp = build_sp_group(cfg.parallel, env, device)
     loader, seq_len = build_loader(
-        cfg.data.mixture, cfg.data.micro_batch_size, cfg.train.seed, cfg.data.num_workers, cfg.parallel.sp
+        cfg.data.mixture,
+        cfg.data.micro_batch_size,
+        cfg.train.seed,
+        cfg.data.num_workers,
+        cfg.parallel.sp,
+        apply_masks=cfg.data.apply_masks,
     )
     if seq_len != cfg.data.seq_len:
         raise ValueError(
@@ -163,51 +232,81 @@ def build(cfg: Config, env: DistEnv, device: torch.device):
         raise ValueError(f"seq_len {seq_len} does not split evenly over parallel.sp={cfg.parallel.sp} ranks")
     model = build_model(cfg, env, device, seq_len)
     optimizer, scheduler = build_optimizer(model, cfg.optim, cfg.train.steps, fused=device.type == "cuda")
-    return model, optimizer, scheduler, loader, seq_len
+    return Run(
+        cfg=cfg,
+        env=env,
+        device=device,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loader=loader,
+        seq_len=seq_len,
+        attention=resolve_backend(cfg.model.attention, device),
+        accum=grad_accum_steps(cfg, seq_len, data_parallel_size(cfg.parallel, env)),
+        sp=sp,
+    )
 
 
 def build_model(cfg: Config, env: DistEnv, device: torch.device, seq_len: int) -> CausalLMWithLoss:
     """The LM with its loss, checkpointed and sharded on ``device``.
 
-    Several FSDP ranks starting from a checkpoint: rank 0 alone reads it, the others build the
-    model on the meta device and receive their shards from rank 0 (``load_from_rank0``).
+    Under FSDP (torchrun, any number of ranks) starting from a checkpoint, every rank builds the
+    model on the meta device; rank 0 alone reads the checkpoint, in the training dtype when the
+    checkpoint is stored in it (a bf16 Llama-3-8B for bf16 training: 16 GB of host memory, never an
+    fp32 copy), and every rank receives its fp32 master shards from it (``load_from_rank0``).
     """
-    from_rank0 = env.distributed and cfg.parallel.fsdp and not cfg.model.tiny
-    lm = load_lm(cfg.model, cfg.tiny, seq_len, weights=env.rank == 0 or not from_rank0)
-    model = CausalLMWithLoss(lm, cfg.model.loss_chunk_size)
-    full_state = model.state_dict() if from_rank0 and env.rank == 0 else None  # before sharding
-    model = parallelize(model, cfg.parallel, env, device)
-    if from_rank0:
-        load_from_rank0(model, full_state)
+    from_rank0 = dist.is_initialized() and cfg.parallel.fsdp and not cfg.model.tiny
+    if not from_rank0:
+        lm = load_lm(cfg.model, cfg.tiny, seq_len)
+        return parallelize(CausalLMWithLoss(lm, cfg.model.loss_chunk_size), cfg.parallel, env, device)
+    full_state = full_buffers = None
+    if env.rank == 0:
+        loaded = CausalLMWithLoss(load_lm(cfg.model, cfg.tiny, seq_len, dtype=host_dtype(cfg, device)))
+        full_state = loaded.state_dict()
+        full_buffers = dict(loaded.named_buffers())
+        del loaded
+    lm = load_lm(cfg.model, cfg.tiny, seq_len, weights=False)
+    model = parallelize(CausalLMWithLoss(lm, cfg.model.loss_chunk_size), cfg.parallel, env, device)
+    load_from_rank0(model, full_state, full_buffers)
     return model
 
 
-def resume(cfg: Config, ckpt_dir: Path, model, optimizer, scheduler, loader, metrics_path: Path, env) -> int:
-    """Loads the newest checkpoint if resuming is on; drops metrics lines past it. Returns the step.
+def host_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    """The dtype rank 0 reads a checkpoint in: the training (compute) dtype when the checkpoint is
+    stored in it, else fp32 (never rounding the weights a run starts from)."""
+    compute = compute_dtype(cfg.parallel, device)
+    return compute if checkpoint_dtype(cfg.model.path) == compute else torch.float32
+
+
+def resume(run: Run) -> int:
+    """Loads the newest checkpoint if resuming is on and cuts ``metrics.jsonl`` back to it (which
+    also drops a line half-written by a killed run). Returns the step to continue after.
 
     A fresh run with ``checkpoint.init_optimizer_from`` takes the previous stage's AdamW state.
     """
-    path = latest_checkpoint(ckpt_dir) if cfg.checkpoint.resume else None
+    cfg = run.cfg
+    path = latest_checkpoint(run.checkpoints) if cfg.checkpoint.resume else None
     if path is None:
+        step = 0
         if cfg.checkpoint.init_optimizer_from:
-            load_optimizer_state(cfg.checkpoint.init_optimizer_from, model, optimizer)
-        return 0
-    step = load_checkpoint(path, model, optimizer, scheduler, loader)
-    if env.is_main and metrics_path.is_file():
-        kept = [r for r in read_metrics(metrics_path) if r["step"] <= step]
-        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            load_optimizer_state(cfg.checkpoint.init_optimizer_from, run.model, run.optimizer)
+    else:
+        step = load_checkpoint(path, run.model, run.optimizer, run.scheduler, run.loader)
+    if run.env.is_main:
+        truncate_metrics(run.metrics_path, step)
     return step
 
 
-def log_record(step, result: StepResult, seconds: float, lr: float, model, env, device, cfg) -> dict:
+def log_record(run: Run, step: int, result: StepResult, seconds: float, lr: float) -> dict:
     """The metrics line of one step."""
-    config = model.lm.config
+    config = run.model.lm.config
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     d_attn = config.num_attention_heads * head_dim
     flops = step_flops(
-        matmul_params(model.lm), config.num_hidden_layers, d_attn, result.tokens, result.sum_sq_doc_lens
+        matmul_params(run.model.lm), config.num_hidden_layers, d_attn, result.tokens, result.sum_sq_doc_lens
     )
-    peak = peak_flops(device, cfg.log.peak_tflops)
+    peak = peak_flops(run.device, run.cfg.log.peak_tflops)
+    world = run.env.world_size
     return {
         "step": step,
         "loss": result.loss,
@@ -216,20 +315,34 @@ def log_record(step, result: StepResult, seconds: float, lr: float, model, env, 
         "tokens": result.tokens,
         "target_tokens": result.targets,
         "tokens_per_s": result.tokens / seconds,
-        "tflops_per_device": flops / seconds / env.world_size / 1e12,
-        "mfu": flops / seconds / env.world_size / peak if peak else None,
-        "peak_mem_gib": peak_memory_gib(device),
+        "tflops_per_device": flops / seconds / world / 1e12,
+        "mfu": flops / seconds / world / peak if peak else None,
+        "peak_mem_gib": peak_memory_gib(run.device),
         "seconds": seconds,
     }
 
 
-def export(cfg: Config, model, out: Path, env: DistEnv) -> Path | None:
+def open_metrics(run: Run) -> MetricsLog:
+    """The run's metrics sinks (rank 0): metrics.jsonl, TensorBoard and W&B as configured."""
+    log, main_rank = run.cfg.log, run.env.is_main
+    wandb_run = None
+    if log.wandb and main_rank:
+        wandb_run = start_wandb(log.wandb_project, log.wandb_run or run.out.name, to_dict(run.cfg))
+    return MetricsLog(
+        run.metrics_path,
+        main_rank,
+        tensorboard_dir=run.out / "tensorboard" if log.tensorboard else None,
+        wandb_run=wandb_run,
+    )
+
+
+def export(run: Run) -> Path | None:
     """Writes ``<out>/hf`` from the trained weights (collective; rank 0 writes)."""
-    state = full_model_state(model)
-    if not env.is_main:
+    state = full_model_state(run.model)
+    if not run.env.is_main:
         return None
-    path = export_hf(state, model.lm.config, load_tokenizer(cfg.model), out / "hf")
-    if cfg.smoke:
+    path = export_hf(state, run.model.lm.config, load_tokenizer(run.cfg.model), run.out / "hf")
+    if run.cfg.smoke:
         check_export_loads(path, state)
     return path
 
@@ -250,48 +363,41 @@ def train(cfg: Config, env: DistEnv) -> Path:
     """Runs (or resumes) the stage described by ``cfg``; returns the run folder."""
     from tqdm import tqdm
 
-    device = pick_device(env)
-    out = Path(cfg.out)
-    ckpt_dir, metrics_path = out / "checkpoints", out / "metrics.jsonl"
     torch.manual_seed(cfg.train.seed)
-    sp = build_sp_group(cfg.parallel, env, device)
-    model, optimizer, scheduler, loader, seq_len = build(cfg, env, device)
-    accum = grad_accum_steps(cfg, seq_len, data_parallel_size(cfg.parallel, env))
-    cfg.model.attention = resolve_backend(cfg.model.attention, device)
+    run = build(cfg, env, pick_device(env))
     if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    start = resume(cfg, ckpt_dir, model, optimizer, scheduler, loader, metrics_path, env)
+        run.out.mkdir(parents=True, exist_ok=True)
+        (run.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    start = resume(run)
     stop = min(cfg.train.steps, cfg.train.stop_at_step or cfg.train.steps)
-    log = MetricsLog(metrics_path, env.is_main)
-    batches = endless(loader)
+    log = open_metrics(run)
+    batches = endless(run.loader)
     heldout = heldout_ids(cfg, load_tokenizer(cfg.model)) if cfg.eval.every_steps else []
     bar = tqdm(total=stop, initial=start, disable=not (env.is_main and cfg.log.progress_bar), unit="step")
-    for step in range(start + 1, stop + 1):
-        began = time.perf_counter()
-        micro_batches = [next(batches) for _ in range(accum)]
-        lr = scheduler.get_last_lr()[0]
-        result = train_step(model, optimizer, scheduler, micro_batches, env, device, cfg, sp)
-        if step % cfg.log.every_steps == 0 or step == stop:
-            record = log_record(step, result, time.perf_counter() - began, lr, model, env, device, cfg)
-            log.write(record)
-            bar.set_postfix(
-                loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
-            )
-        bar.update(1)
-        if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
-            log.write(
-                {
-                    "step": step,
-                    **doc_loss_by_bucket(model, heldout, cfg.eval.window, device, cfg.model.attention),
-                }
-            )
-        if step % cfg.checkpoint.every_steps == 0 or step == stop:
-            save_checkpoint(ckpt_dir, step, model, optimizer, scheduler, loader)
-    bar.close()
+    try:
+        for step in range(start + 1, stop + 1):
+            began = time.perf_counter()
+            micro_batches = [next(batches) for _ in range(run.accum)]
+            lr = run.scheduler.get_last_lr()[0]
+            result = train_step(run, micro_batches)
+            if step % cfg.log.every_steps == 0 or step == stop:
+                record = log_record(run, step, result, time.perf_counter() - began, lr)
+                log.write(record)
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
+                )
+            bar.update(1)
+            if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
+                buckets = doc_loss_by_bucket(run.model, heldout, cfg.eval.window, run.device, run.attention)
+                log.write({"step": step, **buckets})
+            if step % cfg.checkpoint.every_steps == 0 or step == stop:
+                save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
+    finally:
+        bar.close()
+        log.close()
     if stop == cfg.train.steps and cfg.checkpoint.export_hf:
-        export(cfg, model, out, env)
-    return out
+        export(run)
+    return run.out
 
 
 def init_distributed() -> DistEnv:
@@ -309,18 +415,14 @@ def init_distributed() -> DistEnv:
 
 
 def parse_args(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Splits ``--config PATH`` from the field overrides."""
-    args, config_path = list(argv), None
-    for index, arg in enumerate(args):
-        if arg == "--config":
-            config_path = args[index + 1]
-            del args[index : index + 2]
-            break
-        if arg.startswith("--config="):
-            config_path = arg.split("=", 1)[1]
-            del args[index]
-            break
-    return config_path, args
+    """``--config PATH`` and the ``--section.field=value`` overrides that follow it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer.train",
+        description="Train one ProLong stage; any config field can be overridden as --section.field=value.",
+    )
+    parser.add_argument("--config", help="the stage's YAML file, e.g. trainer/configs/stage1-64k.yaml")
+    args, overrides = parser.parse_known_args(argv)
+    return args.config, overrides
 
 
 SMOKE_BANNER = (
@@ -331,22 +433,45 @@ SMOKE_BANNER = (
 
 
 def main(argv: list[str] | None = None) -> Path:
-    """Command-line entry point."""
+    """Runs a stage from command-line arguments; user errors raise ValueError (see ``cli``)."""
     config_path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    smoke = "--smoke" in overrides or "--smoke=true" in overrides or not torch.cuda.is_available()
-    cfg = load_config(config_path, overrides, smoke=smoke)
+    cfg = load_config(config_path, overrides)
     env = init_distributed()
     if cfg.smoke and env.is_main:
         print(SMOKE_BANNER, flush=True)
     try:
         out = train(cfg, env)
-    finally:
-        if dist.is_initialized():
+    except BaseException:
+        if dist.is_initialized():  # no barrier: the other ranks may never reach it
             dist.destroy_process_group()
+        raise
+    leave_process_group()
     if env.is_main:
         print(f"run folder: {out}", flush=True)
     return out
 
 
+def leave_process_group() -> None:
+    """Waits until every rank is done communicating, then destroys the process group.
+
+    Without the barrier a fast rank could tear its group down (and rank 0 its TCP store) while a
+    slow rank, on a loaded machine, still finishes its last collective.
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``main`` for the command line: a user error is one message on stderr and exit status 2."""
+    try:
+        main(argv)
+    except (ValueError, FileNotFoundError) as error:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

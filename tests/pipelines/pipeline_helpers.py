@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from corpus_files import book_files, corpus_file, plain_name, read_bytes
+
 
 def make_tiny_corpus(root: Path, corpus: Path) -> Path:
     """books/ (3 real book openings), rows/ (100 Q&A rows + bad lines), repos/ (3 small repos),
     stack/ (4 repositories as The Stack rows spread over 3 files)."""
     books = root / "books"
     books.mkdir(parents=True)
-    for src in sorted((corpus / "books").glob("*.txt"))[:3]:
-        (books / src.name).write_bytes(src.read_bytes()[:40_000])
+    for src in book_files(corpus / "books")[:3]:
+        (books / plain_name(src)).write_bytes(read_bytes(src)[:40_000])
     rows = root / "rows"
     rows.mkdir()
-    lines = (corpus / "short" / "qa.jsonl").read_bytes().splitlines()[:100]
+    lines = read_bytes(corpus_file(corpus, "short/qa.jsonl")).splitlines()[:100]
     lines[10:10] = [b'{"id": "broken", "text": ', b'{"id": "x", "body": "no text"}']
     (rows / "qa.jsonl").write_bytes(b"\n".join(lines) + b"\n" + lines[0] + b"\n")  # an exact duplicate
     repos = root / "repos"

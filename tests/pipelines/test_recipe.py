@@ -1,4 +1,4 @@
-"""Recipes: the shipped ones match GUIDE.md section 3; overrides and validation."""
+"""Recipes: the shipped ones match ProLong's (docs/prolong-recipe.md); overrides and validation."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def test_validation_messages_say_what_to_fix():
 
 def test_resolved_paths(tmp_path):
     demo = load_recipe("demo").resolved(str(tmp_path))
-    assert demo.tokenizer == f"{tmp_path}/tokenizer/llama3/tokenizer.json"
+    assert demo.tokenizer == "llama3"
     assert demo.domains[1].sources[0].paths == [f"{tmp_path}/books"]
     assert "{" not in "".join(demo.domains[0].sources[0].paths)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from corpus_files import iter_rows
 
 from prolong_data.inspect import iter_samples, verify
 from prolong_data.mds import read_manifest
@@ -27,7 +28,7 @@ def test_sft_demo_builds_verifies_and_masks_the_assistant_turns(tmp_path, corpus
     assert done.returncode == 0, done.stderr[-3000:]
     assert verify(out).samples == 7  # 445,441 tokens of 2,250 chats in 65,536-token sequences
 
-    rows = [json.loads(line)["messages"] for line in (corpus / "sft" / "chat.jsonl").open(encoding="utf-8")]
+    rows = [row["messages"] for row in iter_rows(corpus, "sft/chat.jsonl")]
     want = sorted(
         "".join(m["content"].strip() + "<|eot_id|>" for m in r if m["role"] == "assistant") for r in rows
     )

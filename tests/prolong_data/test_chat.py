@@ -7,6 +7,7 @@ from itertools import islice
 
 import numpy as np
 import pytest
+from corpus_files import corpus_file, iter_rows
 
 from prolong_data.chat import (
     LLAMA3_TEMPLATE,
@@ -20,8 +21,7 @@ from prolong_data.sources.chat import ChatRowsReader
 
 @pytest.fixture(scope="module")
 def chats(corpus):
-    with open(corpus / "sft" / "chat.jsonl", encoding="utf-8") as f:
-        return [json.loads(line)["messages"] for line in islice(f, 60)]
+    return [row["messages"] for row in islice(iter_rows(corpus, "sft/chat.jsonl"), 60)]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,10 @@ def test_system_turn_and_builtin_template_match_the_tokenizers(llama3_tok, encod
     ids2, mask2 = builtin.encode(messages)
     assert np.array_equal(ids, ids2) and np.array_equal(mask, mask2)
     assert llama3_tok.decode(ids[mask == 1].tolist()) == "4<|eot_id|>"
-    assert ChatTemplate.for_tokenizer("llama3", llama3_tok).source == LLAMA3_TEMPLATE
+    packaged = ChatTemplate.for_tokenizer("llama3", llama3_tok)  # the packaged tokenizer_config.json's
+    for prompt in (False, True):
+        args = dict(messages=messages, bos_token="<|begin_of_text|>", add_generation_prompt=prompt)
+        assert packaged.compiled.render(**args) == builtin.template.compiled.render(**args)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +140,7 @@ def test_packed_sft_shards_mask_back_to_the_assistant_messages(tmp_path, corpus,
     seq_len = 4096
     out = tmp_path / "sft"
     pipeline = [
-        ChatRowsReader(str(corpus / "sft" / "chat.jsonl"), limit=300),
+        ChatRowsReader(str(corpus_file(corpus, "sft/chat.jsonl")), limit=300),
         TokenizeChats(tokenizer_json),
         PackBestFit(seq_len, pad_id=llama3_tok.eos_id, report_folder=str(out)),
         MDSShardWriter(str(out), "ultrachat", seq_len, with_mask=True),
@@ -146,8 +149,7 @@ def test_packed_sft_shards_mask_back_to_the_assistant_messages(tmp_path, corpus,
     manifest = finalize_domain(out, {"seq_len": seq_len})
     assert verify(out).samples > 0
 
-    with open(corpus / "sft" / "chat.jsonl", encoding="utf-8") as f:
-        rows = [json.loads(line)["messages"] for line in islice(f, 300)]
+    rows = [row["messages"] for row in islice(iter_rows(corpus, "sft/chat.jsonl"), 300)]
     expected = sorted(
         "".join(m["content"].strip() + "<|eot_id|>" for m in r if m["role"] == "assistant") for r in rows
     )

@@ -75,10 +75,12 @@ def test_quality_filters_names_and_missing_spacy(monkeypatch):
 
 
 def test_quality_filters_keep_prose_and_drop_junk(corpus):
-    import json
 
-    with open(corpus / "short" / "qa.jsonl", encoding="utf-8") as rows:
-        prose = [json.loads(line)["text"] for line in list(rows)[1:4]]  # answers that pass Gopher
+    from corpus_files import iter_rows
+
+    prose = [
+        row["text"] for row in list(iter_rows(corpus, "short/qa.jsonl"))[1:4]
+    ]  # answers that pass Gopher
     junk = ["{} ## $$ %% ^^ && ** !! ?? <> [] () {}\n" * 50, "buy buy buy buy buy buy " * 100]
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(prose + junk)]
     for name in ("gopher_quality", "gopher_repetition"):

@@ -23,14 +23,6 @@ def test_import_prolong_data_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_llama3_builds_offline_with_the_same_vocabulary(llama3_tok):
-    tok = T.load_tokenizer("llama3")
-    assert tok.vocab_size == 128256
-    assert (tok.bos_id, tok.eos_id) == (128000, 128001)
-    assert tok.vocab_hash == llama3_tok.vocab_hash
-    assert tok.hf.token_to_id("<|eot_id|>") == 128009
-
-
 def test_load_tokenizer_from_folder_and_missing_path(tokenizer_json, tmp_path):
     from pathlib import Path
 
@@ -61,13 +53,13 @@ def test_fast_engines_from_meta_model_equal_hf_on_books(engine, llama3_tok, book
 def _short_and_code_texts(corpus) -> list[str]:
     """The first rows of every ShortMix file, and some of this repository's Python sources."""
     import itertools
-    import json
     from pathlib import Path
 
+    from corpus_files import iter_rows
+
     texts = []
-    for path in sorted((corpus / "short").glob("*.jsonl")):
-        with path.open(encoding="utf-8") as rows:
-            texts += [json.loads(line)["text"] for line in itertools.islice(rows, 150)]
+    for name in ("dict", "instruct", "math", "qa", "wiki"):
+        texts += [row["text"] for row in itertools.islice(iter_rows(corpus, f"short/{name}.jsonl"), 150)]
     sources = sorted(Path(T.__file__).parent.rglob("*.py"))[:20]
     return texts + [p.read_text(encoding="utf-8") for p in sources]
 

@@ -1,7 +1,8 @@
 """Fixtures of the trainer tests: small MDS shards, a mixture.json, tiny models, a 2-rank launcher.
 
 The data library is not used here on purpose: the shards are written with ``streaming.MDSWriter``
-directly, following the shard contract of GUIDE.md section 2.
+directly, following the shard contract (docs/shard-format.md). The tokenizer is the packaged
+Llama-3 one (``prolong_data.assets.llama3_folder``).
 """
 
 from __future__ import annotations
@@ -9,14 +10,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from corpus_files import book_files, iter_rows, read_text, sample_corpus
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-TOKENIZER_DIR = CORPUS / "tokenizer" / "llama3"
+from prolong_data.assets import llama3_folder
+
+CORPUS = sample_corpus()
+TOKENIZER_DIR = llama3_folder()
 BOS, EOS = 128000, 128001
 COLUMNS = {"input_ids": "ndarray:uint32", "indices": "ndarray:uint32", "domain": "str", "length": "int"}
 
@@ -86,10 +91,12 @@ def corpus_documents(max_chars: int = 12000) -> dict[str, list[list[int]]]:
     def encode(text: str) -> list[int]:
         return [BOS, *tokenizer.encode(text, add_special_tokens=False).ids, EOS]
 
-    books = sorted((CORPUS / "books").glob("*.txt"))[:4]
-    book_docs = [encode(p.read_text(encoding="utf-8-sig")[:max_chars]) for p in books]
-    with (CORPUS / "short" / "wiki.jsonl").open() as f:
-        wiki_docs = [encode(json.loads(line)["text"][: max_chars // 4]) for _, line in zip(range(12), f)]
+    books = book_files(CORPUS / "books")[:4]
+    book_docs = [encode(read_text(p).removeprefix("\ufeff")[:max_chars]) for p in books]
+    wiki_docs = [
+        encode(row["text"][: max_chars // 4])
+        for _, row in zip(range(12), iter_rows(CORPUS, "short/wiki.jsonl"))
+    ]
     return {"book": book_docs, "wiki": wiki_docs}
 
 
@@ -153,6 +160,15 @@ def _rank_entry(rank: int, world_size: int, port: int, fn, args) -> None:
     )
     torch.set_num_threads(1)
     fn(rank, *args)
+    # End the rank here, without interpreter finalization: gloo's worker threads can still be
+    # dropping the last references to a finished collective's tensors, and a C++ thread that needs
+    # the GIL while the interpreter finalizes is unwound by CPython inside gloo's noexcept code:
+    # std::terminate, "terminate called without an active exception", SIGABRT. A busy machine
+    # delays those threads enough for it to happen. (A failing ``fn`` raises before this line
+    # and mp.spawn reports its traceback.)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def run_ranks(fn, world_size: int, *args) -> None:

@@ -3,6 +3,16 @@
 Every step has 4 micro-batches with different numbers of target tokens (random spans, SFT masks),
 so a mean of per-micro-batch means would not match: the loss must be the global token average.
 Rank r takes micro-batches 2r and 2r+1; the single process takes all four.
+
+Both runs compute in float64. What is exact (token counts, parameter names) is compared exactly.
+The rest differs only by summation order (FSDP's reduce-scatter adds the two ranks' gradients in
+another order than one process's backward does), and AdamW amplifies such differences: its update
+``lr * m / (sqrt(v) + eps)`` has a derivative in the gradient of at most ``lr / eps`` (= 1e6 here, at
+a gradient near 0). A reordered sum of n terms differs by at most about ``n * u * sum|terms|``; with
+the gradients of this model (n <= 512 token contributions, |terms| summing to well under 1) that is
+~1e-13 in float64 (u = 1.1e-16), so three AdamW steps move a weight by at most ~3e-7 more than the other
+run: atol 1e-6 holds on any machine. In float32 (u = 6e-8) the same bound is ~1e-1, which is why a
+float32 comparison at atol 1e-5 failed on some machines (1.24e-5 on one embedding entry).
 """
 
 from __future__ import annotations
@@ -40,16 +50,17 @@ def _sample(rng, with_mask):
 
 def run(env: DistEnv, steps: list[list[dict]]) -> dict:
     """Trains STEPS steps; returns step losses, the first step's gradients and the final weights."""
-    lm = load_lm(ModelConfig(tiny=True), TinyConfig(vocab_size=VOCAB, num_layers=2), SEQ)
+    lm = load_lm(ModelConfig(tiny=True), TinyConfig(vocab_size=VOCAB, num_layers=2), SEQ).double()
     model = parallelize(
         CausalLMWithLoss(lm, loss_chunk_size=24), ParallelConfig(mixed_precision="fp32"), env, CPU
     )
     optimizer, scheduler = build_optimizer(model, OptimConfig(lr=1e-2), total_steps=STEPS)
     per_rank = MICRO // env.world_size
-    losses, first_grads = [], None
+    losses, counts, first_grads = [], [], None
     for micro_batches in steps:
         mine = micro_batches[env.rank * per_rank : (env.rank + 1) * per_rank]
         result = forward_backward(model, mine, env, CPU, "sdpa_docs")
+        counts.append((result.tokens, result.targets, result.sum_sq_doc_lens))
         if first_grads is None:
             first_grads = {
                 name: (p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad).clone()
@@ -57,7 +68,7 @@ def run(env: DistEnv, steps: list[list[dict]]) -> dict:
             }
         optimizer_step(model, optimizer, scheduler, grad_clip=1.0)
         losses.append(result.loss)
-    return {"losses": losses, "grads": first_grads, "weights": full_model_state(model)}
+    return {"losses": losses, "counts": counts, "grads": first_grads, "weights": full_model_state(model)}
 
 
 def _rank_worker(rank: int, out_path: str) -> None:
@@ -84,15 +95,19 @@ def test_micro_batches_differ_in_target_count():
 
 def test_two_ranks_same_loss_and_gradients_as_one_process(both_runs):
     single, double = both_runs
-    assert double["losses"][0] == pytest.approx(single["losses"][0], rel=1e-6)
+    assert double["counts"] == single["counts"]  # integers: exact
+    # one float64 forward/backward in another summation order: ~1e-13 apart (module docstring)
+    assert double["losses"][0] == pytest.approx(single["losses"][0], rel=1e-12)
     assert single["grads"].keys() == double["grads"].keys()
     for name, grad in single["grads"].items():
-        torch.testing.assert_close(double["grads"][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+        assert grad.dtype == torch.float64, name
+        torch.testing.assert_close(double["grads"][name], grad, rtol=1e-9, atol=1e-12, msg=name)
 
 
 def test_fsdp_two_ranks_match_one_process_after_three_steps(both_runs):
     single, double = both_runs
-    assert double["losses"] == pytest.approx(single["losses"], rel=1e-5)
+    assert double["losses"] == pytest.approx(single["losses"], rel=1e-9)
+    assert single["weights"].keys() == double["weights"].keys()
     for name, weight in single["weights"].items():
-        # Adam turns fp32 summation-order noise into at most ~1e-3 of one update (lr 1e-2)
-        torch.testing.assert_close(double["weights"][name], weight, rtol=1e-5, atol=1e-5, msg=name)
+        # AdamW's lr / eps amplification of float64 reordering noise: <= ~3e-7 (module docstring)
+        torch.testing.assert_close(double["weights"][name], weight, rtol=0, atol=1e-6, msg=name)

@@ -11,6 +11,7 @@ from conftest import tiny_overrides
 from trainer.attention import DocMask
 from trainer.checkpoint import latest_checkpoint, load_checkpoint
 from trainer.config import load_config
+from trainer.model import rope_theta_of
 from trainer.parallelize import DistEnv
 from trainer.train import build, main
 
@@ -24,14 +25,16 @@ def test_export_loads_and_matches_trained_model(toy_shards, tmp_path):
     run_dir = main(args)
     hf = run_dir / "hf"
     exported = AutoModelForCausalLM.from_pretrained(hf).eval()
-    assert exported.config.rope_theta == 8e6 and exported.config._attn_implementation != "prolong_doc"
+    assert rope_theta_of(exported.config) == 8e6 and exported.config._attn_implementation != "prolong_doc"
     assert AutoTokenizer.from_pretrained(hf).bos_token_id == 128000
 
     cfg = load_config(args[1], args[2:], smoke=True)
-    model, optimizer, scheduler, loader, _ = build(cfg, DistEnv(), torch.device("cpu"))
-    assert (
-        load_checkpoint(latest_checkpoint(run_dir / "checkpoints"), model, optimizer, scheduler, loader) == 2
+    run = build(cfg, DistEnv(), torch.device("cpu"))
+    model = run.model
+    step = load_checkpoint(
+        latest_checkpoint(run.checkpoints), model, run.optimizer, run.scheduler, run.loader
     )
+    assert step == 2 and run.attention == "sdpa_docs" and cfg.model.attention == "sdpa_docs"
     model.eval()
     torch.manual_seed(0)
     ids = torch.randint(0, 256, (1, 40))

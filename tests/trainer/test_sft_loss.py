@@ -3,11 +3,11 @@ conversation, over the assistant tokens only."""
 
 from __future__ import annotations
 
-import json
 from itertools import islice
 
 import numpy as np
 import torch
+from corpus_files import iter_rows
 
 from prolong_data.chat import ChatEncoder, ChatTemplate
 from prolong_data.packing import BFDPacker
@@ -21,8 +21,7 @@ SEQ_LEN = 1024
 
 def packed_chats(corpus, tokenizer_json, llama3_tok, n=24):
     encoder = ChatEncoder(llama3_tok, ChatTemplate.for_tokenizer(tokenizer_json, llama3_tok))
-    with open(corpus / "sft" / "chat.jsonl", encoding="utf-8") as f:
-        convs = [encoder.encode(json.loads(line)["messages"]) for line in islice(f, n)]
+    convs = [encoder.encode(row["messages"]) for row in islice(iter_rows(corpus, "sft/chat.jsonl"), n)]
     packer = BFDPacker(SEQ_LEN, pad_id=llama3_tok.eos_id)
     seqs = [s for ids, mask in convs for s in packer.add(ids, mask)] + list(packer.finish())
     return seqs, convs
@@ -71,6 +70,7 @@ def test_sft_config_carries_the_prolong_sft_values():
     assert (cfg.optim.lr, cfg.optim.warmup_fraction, cfg.optim.min_lr_ratio) == (2e-5, 0.05, 0.1)
     assert (cfg.train.steps, cfg.train.tokens_per_step, cfg.data.seq_len) == (250, 4 * 2**20, 65536)
     assert cfg.model.path == "runs/stage2-512k/hf" and cfg.model.rope_theta is None  # inherited
+    assert cfg.data.apply_masks  # SFT trains on the assistant tokens only
     smoke = load_config("trainer/configs/sft.yaml", ["--model.path=elsewhere"], smoke=True)
     assert smoke.data.mixture == "data/shards/sft-demo/mixture.json" and smoke.model.path == "elsewhere"
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import tiny_overrides
 
-from trainer.checkpoint import latest_checkpoint, load_optimizer_state
+from trainer.checkpoint import find_checkpoint, latest_checkpoint, load_optimizer_state
 from trainer.config import ModelConfig, OptimConfig, ParallelConfig, TinyConfig
-from trainer.model import CausalLMWithLoss, load_lm
+from trainer.model import CausalLMWithLoss, load_lm, rope_theta_of
 from trainer.parallelize import DistEnv, parallelize
 from trainer.schedule import build_optimizer
 from trainer.train import main
@@ -37,7 +37,7 @@ def _optimizer(model_config: ModelConfig, lr: float):
 
 def test_next_stage_starts_from_the_export_with_its_rope_theta(stage1):
     lm = load_lm(ModelConfig(path=str(stage1 / "hf"), rope_theta=1.28e8), TinyConfig(), 128)
-    assert lm.config.rope_theta == 1.28e8 and lm.config.max_position_embeddings >= 128
+    assert rope_theta_of(lm.config) == 1.28e8 and lm.config.max_position_embeddings >= 128
     exported = load_lm(ModelConfig(path=str(stage1 / "hf")), TinyConfig(), 64)
     for (name, a), (_, b) in zip(lm.named_parameters(), exported.named_parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -59,7 +59,7 @@ def test_next_stage_run_continues_the_optimizer_from_the_command_line(stage1, to
     args += [
         f"--model.path={stage1 / 'hf'}",
         "--model.rope_theta=1.28e8",
-        f"--checkpoint.init_optimizer_from={latest_checkpoint(stage1 / 'checkpoints')}",
+        f"--checkpoint.init_optimizer_from={stage1}",  # the run folder: its newest checkpoint
     ]
     out = main(["--config", STAGE1, *args])
     model, optimizer = _optimizer(ModelConfig(path=str(out / "hf")), lr=1e-3)
@@ -73,3 +73,13 @@ def test_missing_export_or_checkpoint_explains_the_fix(tmp_path):
     model, optimizer = _optimizer(ModelConfig(tiny=True), lr=1e-3)
     with pytest.raises(ValueError, match="init_optimizer_from"):
         load_optimizer_state(tmp_path, model, optimizer)
+
+
+def test_the_optimizer_source_may_be_a_run_a_checkpoints_folder_or_a_checkpoint(stage1):
+    newest = latest_checkpoint(stage1 / "checkpoints")
+    assert (
+        find_checkpoint(stage1)
+        == find_checkpoint(stage1 / "checkpoints")
+        == find_checkpoint(newest)
+        == newest
+    )

@@ -18,6 +18,16 @@ def test_stage1_yaml_carries_prolong_values():
     assert cfg.optim.grad_clip == 1.0 and cfg.optim.warmup_fraction == 0.1 and cfg.optim.min_lr_ratio == 0.1
     assert cfg.train.steps == 5000 and cfg.train.tokens_per_step == 64 * 65536
     assert cfg.parallel.fsdp and cfg.parallel.activation_checkpointing and not cfg.model.tiny
+    assert not cfg.data.apply_masks  # pre-training ignores masks, as ProLong's does by default
+
+
+def test_smoke_mode_is_decided_by_load_config(monkeypatch):
+    import trainer.config
+
+    monkeypatch.setattr(trainer.config, "_has_cuda", lambda: False)
+    assert load_config(STAGE1).smoke  # no CUDA device: a smoke run
+    monkeypatch.setattr(trainer.config, "_has_cuda", lambda: True)
+    assert not load_config(STAGE1).smoke and load_config(STAGE1, ["--smoke"]).smoke
 
 
 def test_smoke_block_keeps_stage_length():

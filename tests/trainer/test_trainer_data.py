@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from trainer.data import (
     endless,
     labels_from_spans,
     load_mixture,
+    masked_domains,
     position_ids_from_spans,
 )
 from trainer.loss import IGNORE_INDEX
@@ -69,17 +71,63 @@ def test_collate_flattens_document_bounds():
     assert list(batch)[0] == "input_ids"  # streaming counts a batch's samples from its first value
 
 
+def _write_mixture(root, streams, seq_len=64):
+    (root / "mixture.json").write_text(json.dumps({"seq_len": seq_len, "streams": streams, "extra": 1}))
+    return root / "mixture.json"
+
+
 def test_load_mixture_resolves_paths(tmp_path):
-    (tmp_path / "mixture.json").write_text(
-        json.dumps({"seq_len": 64, "streams": [{"domain": "a", "path": "a", "proportion": 1}], "extra": 1})
-    )
-    streams, seq_len = load_mixture(tmp_path / "mixture.json")
-    assert streams == [("a", str((tmp_path / "a").resolve()), 1.0)] and seq_len == 64
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "index.json").write_text('{"version": 2, "shards": []}')
+    path = _write_mixture(tmp_path, [{"domain": "a", "path": "a", "proportion": 1}])
+    mixture, root = load_mixture(path)
+    assert mixture.resolved_paths(root) == {"a": (tmp_path / "a").resolve()} and mixture.seq_len == 64
 
 
 def test_missing_mixture_says_to_build_shards(tmp_path):
     with pytest.raises(ValueError, match="make shards"):
         load_mixture(tmp_path / "nope" / "mixture.json")
+
+
+def test_proportions_that_do_not_sum_to_one_are_refused(toy_shards, tmp_path):
+    """The library's own mixture check (one tolerance) runs on the trainer's input."""
+    streams = [{"domain": d, "path": str(toy_shards.parent / d), "proportion": 0.9} for d in ("a", "b")]
+    with pytest.raises(ValueError, match="sum to 1.8"):
+        load_mixture(_write_mixture(tmp_path, streams))
+
+
+def test_a_domain_folder_without_shards_is_named(toy_shards, tmp_path):
+    streams = [
+        {"domain": "a", "path": str(toy_shards.parent / "a"), "proportion": 0.5},
+        {"domain": "gone", "path": "gone", "proportion": 0.5},
+    ]
+    with pytest.raises(ValueError, match="domain 'gone' at .*gone, which holds no index.json"):
+        load_mixture(_write_mixture(tmp_path, streams))
+
+
+def test_masks_are_applied_only_when_asked(toy_shards):
+    """Domain ``b`` carries SFT masks: ignored by default (pre-training), applied when asked."""
+    mixture, root = load_mixture(toy_shards)
+    assert masked_domains(mixture, root) == ["b"]
+    ids = np.arange(8)
+    sample = {"input_ids": ids, "indices": np.array([[0, 8]]), "mask": np.array([0, 0, 0, 1, 1, 0, 1, 1])}
+    plain, masked = collate([sample], apply_masks=False), collate([sample], apply_masks=True)
+    assert plain["labels"][0].tolist() == [1, 2, 3, 4, 5, 6, 7, IGNORE_INDEX]
+    assert masked["labels"][0].tolist() == [
+        IGNORE_INDEX,
+        IGNORE_INDEX,
+        3,
+        4,
+        IGNORE_INDEX,
+        6,
+        7,
+        IGNORE_INDEX,
+    ]
+    with pytest.warns(UserWarning, match=r"domains \['b'\] carry `mask` columns that this stage ignores"):
+        build_loader(toy_shards, micro_batch_size=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_loader(toy_shards, micro_batch_size=2, seed=0, apply_masks=True)
 
 
 def first_batches(mixture, seed, count, state=None):
