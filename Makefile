@@ -54,6 +54,7 @@ constraints: $(STAMP)
 	@{ sed -n '1,2p' constraints.txt; echo "pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)"; \
 	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new
 	@mv constraints.txt.new constraints.txt
+	@touch $(STAMP)  # the venv is what the new file says
 
 ## Fast tests (a few minutes on 2 cores).
 test: $(STAMP)
