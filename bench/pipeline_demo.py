@@ -160,7 +160,10 @@ def measure(which: str, args) -> dict:
     summary = json.loads((out / "manifest.json").read_text())
     tokens = sum(d["tokens"] for d in summary["domains"].values())
     sequences = sum(d["sequences"] for d in summary["domains"].values())
-    peak = max(peak_rss(out / ".build" / "stats" / "read"), peak_rss(out / ".build" / "stats" / "build"))
+    from prolong_data.layout import BuildLayout
+
+    layout = BuildLayout(out)
+    peak = max(peak_rss(layout.stats("read")), peak_rss(layout.stats("build")))
     return {"wall_s": wall, "tokens": tokens, "sequences": sequences, "peak_mb": peak}
 
 

@@ -147,7 +147,7 @@ def measure(which: str, src: Path, out: Path, args) -> dict:
 
 
 def our_stream(out: Path, rank: int) -> np.ndarray:
-    from prolong_data.inspect import iter_samples
+    from prolong_data.inspection import iter_samples
 
     folder = out / "shards" / f"rank-{rank:05d}"
     rows = [row["input_ids"] for _, _, row in iter_samples(folder)]

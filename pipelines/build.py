@@ -1,5 +1,7 @@
 """Turn a recipe into datatrove pipelines and run them: read, build, finalize.
 
+The output folder (`prolong_data.layout.BuildLayout` names every path)::
+
     out/
       mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
       <domain>/                                      MDS shards of one domain (docs/shard-format.md)
@@ -37,16 +39,12 @@ from prolong_data.filters import (
     ValidUtf8Filter,
     quality_filters,
 )
+from prolong_data.layout import OUTPUT_FILES, REMOVED, REPORT, WORK, BuildLayout
 from prolong_data.mds import MDSShardWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
-from prolong_data.tokenize import warm_tokenizer
-
-WORK = ".build"
-REMOVED = "removed"
-LOG_FILE = "shards.log"
-"""The command's own log lines (executors, warnings) in `.build/logs/`, beside each pass's task logs."""
+from prolong_data.tokenize import load_tokenizer, warm_tokenizer
 
 
 class BuildError(RuntimeError):
@@ -80,9 +78,9 @@ class BuildOptions:
         if self.executor not in ("local", "slurm", "ray"):
             raise ValueError(f"executor must be local, slurm or ray, got {self.executor!r}")
         if self.tasks is not None and self.tasks <= 0:
-            raise ValueError(f"--tasks must be positive, got {self.tasks}")
+            raise ValueError(f"--tasks must be at least 1, got {self.tasks}")
         if self.workers <= 0:
-            raise ValueError(f"--workers must be positive, got {self.workers}")
+            raise ValueError(f"--workers must be at least 1, got {self.workers}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -137,7 +135,7 @@ def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[Pipeli
     """The domain's readers, then the filters that work on text: its documents before any shuffle."""
     steps: list[PipelineStep] = []
     for i, source in enumerate(domain.sources):
-        bad_file = str(out / WORK / "bad_input" / domain.name / f"source{i}.{{rank:05d}}.json")
+        bad_file = BuildLayout(out).bad_input_pattern(domain.name, i)
         steps.append(source.reader(ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8)))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
@@ -154,7 +152,7 @@ def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[Pipeli
 
 def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
-    folder = str(out / domain.name)
+    folder = str(BuildLayout(out).domain(domain.name))
     steps: list[PipelineStep] = []
     if domain.deduplicates:
         steps.append(ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup")))
@@ -183,14 +181,15 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     shuffle: the same documents in the same order (so the same bytes) as through one partition,
     one pass fewer. Tokenized sources need none either: each task reads its own share."""
     n = domain_task_count(recipe, domain, tasks)
-    folder, partitions = out / domain.name, out / WORK / "partitions" / domain.name
+    layout = BuildLayout(out)
+    folder, partitions = layout.domain(domain.name), layout.partitions(domain.name)
     sources = source_steps(recipe, domain, out)
     group_key = domain.sources[0].group_key
     shuffle = group_key is not None or (n > 1 and domain.produces != "tokens")
     read_steps = (
         [*sources, HashPartitionWriter(str(partitions), n, key=group_key or "text")] if shuffle else []
     )
-    build_steps = [PartitionReader(str(partitions))] if shuffle else list(sources)
+    build_steps = [PartitionReader(str(partitions), sources=n)] if shuffle else list(sources)
     build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
     build_steps += document_steps(recipe, domain, out)
     return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
@@ -205,7 +204,9 @@ def removed_writers(domain: DomainConfig, out: Path):
             return None
         from datatrove.pipeline.writers import JsonlWriter
 
-        return JsonlWriter(str(out / REMOVED / domain.name / filter_name), output_filename="${rank}.jsonl.gz")
+        return JsonlWriter(
+            str(BuildLayout(out).removed(domain.name, filter_name)), output_filename="${rank}.jsonl.gz"
+        )
 
     return writer
 
@@ -224,7 +225,7 @@ def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks | N
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
     steps = {p.config.name: p.read_steps if which == "read" else p.build_steps for p in plans}
     jobs = [DomainJob(p.config.name, steps[p.config.name], p.tasks) for p in plans if steps[p.config.name]]
-    return DomainTasks(jobs, str(out / WORK / "stats" / which)) if jobs else None
+    return DomainTasks(jobs, str(BuildLayout(out).stats(which))) if jobs else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,30 +237,49 @@ MIXTURE_ONLY_FIELDS = ("description", "long_share", "token_budget", "max_repeat"
 """Recipe fields that change mixture.json and the reports but not a single shard byte."""
 
 
-def shard_inputs(recipe: Recipe, plans: list[DomainPlan]) -> dict:
-    """What the shards of a build depend on: the recipe without its mixture-only fields and
-    proportions, and the task count of every domain."""
+def shard_inputs(recipe: Recipe, plans: list[DomainPlan], tokenizer: dict) -> dict:
+    """What the shards of a build depend on: the recipe without its mixture-only fields,
+    proportions and `corpus` default (the source paths it expands to are there), the tokenizer by
+    content (vocabulary hash and boundary ids, not by the path it was loaded from), and the task
+    count of every domain. Nothing in it depends on the working folder, so the same command
+    resumes from anywhere."""
     data = recipe.to_dict()
-    for key in MIXTURE_ONLY_FIELDS:
-        data.pop(key)
+    for key in (*MIXTURE_ONLY_FIELDS, "corpus"):
+        data.pop(key, None)
     for domain in data["domains"]:
         domain.pop("proportion")
-    return {"recipe": data, "tasks": {p.config.name: p.tasks for p in plans}}
+    data["tokenizer"] = {k: v for k, v in tokenizer.items() if k != "name"}
+    return json.loads(json.dumps({"recipe": data, "tasks": {p.config.name: p.tasks for p in plans}}))
 
 
-def check_options_file(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -> None:
-    """Record what this output folder is built from; refuse to resume a different build (a new
-    mixture or budget alone is fine: finalize rewrites mixture.json and the reports)."""
-    work = options.out / WORK
-    current = json.loads(json.dumps(shard_inputs(recipe, plans)))
-    path = work / "options.json"
-    if path.is_file() and json.loads(path.read_text()) != current:
+def check_out_folder(out: Path) -> None:
+    """`out` is a folder (or nothing yet), not a file."""
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out {out} is a file; give a folder for the build (it is created if missing)")
+
+
+def check_options_file(layout: BuildLayout, inputs: dict) -> None:
+    """Refuse to resume a different build in the same folder (a new mixture or budget alone is
+    fine: finalize rewrites mixture.json and the reports)."""
+    path = layout.options
+    if not path.is_file():
+        return
+    try:
+        recorded = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        recorded = None  # a torn options file (a kill while writing it): rewritten below
+    if recorded is not None and recorded != inputs:
         raise BuildError(
-            f"{options.out} holds a build with another recipe, corpus or task count; resume it with the same "
-            "command, or pass --fresh to start over (or choose a new --out)"
+            f"{layout.root} holds a build with another recipe, corpus, tokenizer or task count; resume it with "
+            "the same command, or pass --fresh to start over (or choose a new --out)"
         )
-    work.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
+
+
+def write_options_file(layout: BuildLayout, inputs: dict) -> None:
+    layout.work.mkdir(parents=True, exist_ok=True)
+    tmp = layout.options.with_suffix(".tmp")
+    tmp.write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
+    tmp.replace(layout.options)
 
 
 def clear_output(out: Path) -> None:
@@ -268,62 +288,90 @@ def clear_output(out: Path) -> None:
         return
     for child in out.iterdir():
         if (
-            child.name in (WORK, "report", REMOVED)
+            child.name in (WORK, REPORT, REMOVED)
             or (child / "index.json").is_file()
             or child.name.startswith("rank-")
         ):
             shutil.rmtree(child)
         elif child.is_dir() and any(child.glob("rank-*")):
             shutil.rmtree(child)
-        elif child.name in ("mixture.json", "manifest.json", "recipe.yaml"):
+        elif child.name in OUTPUT_FILES:
             child.unlink()
+
+
+def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[DomainPlan]:
+    """Validate everything that can be validated, then (and only then) touch the output folder:
+    clear it for `fresh`, record the build's inputs. Returns the plans."""
+    from pipelines.executors import check_executor_options
+
+    check_out_folder(options.out)
+    check_executor_options(options)
+    plans = plan_build(recipe, options)  # checks every source path
+    tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
+    layout = BuildLayout(options.out)
+    inputs = shard_inputs(recipe, plans, tokenizer)
+    if not fresh:
+        check_options_file(layout, inputs)
+    # -- nothing above wrote a byte; from here on the folder changes --
+    if fresh:
+        clear_output(options.out)
+    write_options_file(layout, inputs)
+    return plans
 
 
 def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dict | None:
     """Build all domains of `recipe` into `options.out`; returns the finalize summary (None for
-    slurm, whose jobs finish later)."""
+    slurm, whose jobs finish later).
+
+    Nothing is written (nor, with `fresh`, deleted) before the recipe, its sources, the tokenizer
+    and the options are checked. On a rerun, finished tasks whose outputs were since damaged
+    (a deleted or truncated shard or index, a missing partition or stats file) are found and run
+    again; the others are skipped.
+    """
     from pipelines.executors import make_executor, require_complete, restore_logs, route_logs
     from pipelines.progress import PassProgress
+    from pipelines.repair import reopen_damaged_tasks
 
-    if fresh:
-        clear_output(options.out)
-    plans = plan_build(recipe, options)
-    check_options_file(recipe, options, plans)
-    logs = options.out / WORK / "logs"
+    plans = prepare(recipe, options, fresh)
+    layout = BuildLayout(options.out)
     read, build = pass_step(plans, "read", options.out), pass_step(plans, "build", options.out)
     passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]
+    reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(
         recipe, [(p.config.name, p.tasks) for p in plans], str(options.out), options.report
     )
     if options.executor == "slurm":
         previous = None
         for name, step in passes:
-            previous = make_executor(options, [step], step.world_size, logs / name, name, depends=previous)
-        last = make_executor(options, [finalize], 1, logs / "finalize", "finalize", depends=previous)
+            previous = make_executor(
+                options, [step], step.world_size, layout.logs(name), name, depends=previous
+            )
+        last = make_executor(options, [finalize], 1, layout.logs("finalize"), "finalize", depends=previous)
         last.run()
         logger.info(
-            f"submitted {' -> '.join(n for n, _ in passes)} -> finalize Slurm jobs; logs under {logs}"
+            f"submitted {' -> '.join(n for n, _ in passes)} -> finalize Slurm jobs; logs under {layout.work / 'logs'}"
         )
         return None
     if options.executor == "local":
         warm_tokenizer(recipe.tokenizer)  # the local executor forks its workers: they inherit it
-    log_file = logs / LOG_FILE
     print(
         f"building recipe {recipe.name} into {options.out}: "
         + ", ".join(f"{name} {step.world_size} tasks" for name, step in passes)
-        + f", then finalize; logs in {logs}",
+        + f", then finalize; logs in {layout.work / 'logs'}",
         flush=True,
     )
     if not options.verbose:
-        route_logs(log_file)
+        route_logs(layout.log_file)
     try:
         for name, step in passes:
-            executor = make_executor(options, [step], step.world_size, logs / name, name, log_file=log_file)
+            executor = make_executor(
+                options, [step], step.world_size, layout.logs(name), name, log_file=layout.log_file
+            )
             display = PassProgress(
                 name,
                 step.jobs,
-                options.out / WORK / "stats" / name,
-                logs / name / "completions",
+                layout.stats(name),
+                layout.logs(name) / "completions",
                 tty=False if options.verbose else None,
             )
             with display:

@@ -4,6 +4,8 @@ prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
 prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
 prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
+
+Exit status: 0 success; 1 `verify` found damage; 2 a user error (a message says what to fix).
 """
 
 from __future__ import annotations
@@ -14,8 +16,21 @@ from pathlib import Path
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from prolong_data.mds_format import MDSFormatError
+
+    try:
+        return _inspect_folder(args)
+    except MDSFormatError as err:
+        print(f"inspect: {err}\n(run `prolong-data verify {args.dir}` for every problem)", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, IndexError) as err:
+        print(f"inspect: {err}", file=sys.stderr)
+        return 2
+
+
+def _inspect_folder(args: argparse.Namespace) -> int:
     from pipelines.report import NO_PLOTS, can_plot
-    from prolong_data.inspect import domain_folders, format_summary, plot_histograms, sample_at, summarize
+    from prolong_data.inspection import domain_folders, format_summary, plot_histograms, sample_at, summarize
     from prolong_data.mds import read_manifest
 
     folders = domain_folders(args.dir)
@@ -44,14 +59,33 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from prolong_data.inspect import ShardError, verify
+    from prolong_data.layout import RECIPE
+    from prolong_data.verify import DamageError, NotAShardFolder, verify
 
     try:
         report = verify(args.dir)
-    except (ShardError, FileNotFoundError) as err:
-        print(f"verify FAILED: {err}", file=sys.stderr)
+    except NotAShardFolder as err:
+        print(f"verify: {err}", file=sys.stderr)
+        return 2
+    except DamageError as err:
+        problems = err.report.problems
+        print(f"verify FAILED: {len(problems)} problem(s) in {args.dir}", file=sys.stderr)
+        for line in str(err).splitlines():
+            print(f"  {line}", file=sys.stderr)
+        root = Path(args.dir)
+        built = next((p for p in (root, root.parent) if (p / RECIPE).is_file()), None)
+        if built is not None:
+            print(
+                f"repair: rerun the `prolong-data shards` command that built {built} (its recipe is "
+                f"{built / RECIPE}); it rebuilds every damaged or missing task and rewrites the indexes, "
+                "manifests and mixture.json",
+                file=sys.stderr,
+            )
         return 1
-    print(f"verify OK: {report.folders} folder(s), {report.samples:,} samples, {report.tokens:,} tokens")
+    print(
+        f"verify OK: {report.folders} folder(s), {report.samples:,} samples, {report.tokens:,} tokens, "
+        f"{report.files} shard file(s) ({report.hashed} with hashes checked)"
+    )
     return 0
 
 
@@ -70,7 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", default=None, help="where to save the histogram plot (default DIR/inspect.png)")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("verify", help="check every sample against the shard contract")
+    p = sub.add_parser(
+        "verify",
+        help="check a build: shard files (sizes, hashes), indexes, manifests, mixture.json, every sample",
+    )
     p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
     p.set_defaults(func=_verify)
 

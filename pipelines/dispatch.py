@@ -22,10 +22,8 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.layout import task_progress_file, task_stats_file
 from prolong_data.lengths import LENGTH_EDGES, length_bins
-
-PROGRESS_SUFFIX = ".progress"
-"""A running task's live counts: `<stats folder>/<domain>/<local rank>.progress` (see `TaskProgress`)."""
 
 
 class TaskProgress:
@@ -115,8 +113,7 @@ class DomainTasks(PipelineStep):
             raise AssertionError(f"executor runs {world_size} tasks, the domains need {self.world_size}")
         job, local = self.locate(rank)
         steps = copy.deepcopy(job.steps)
-        folder = Path(self.stats_folder) / job.domain
-        progress = TaskProgress(folder / f"{local:05d}{PROGRESS_SUFFIX}")
+        progress = TaskProgress(task_progress_file(self.stats_folder, job.domain, local))
         with self.track_time():
             pipelined = None
             for i, step in enumerate(steps):
@@ -138,7 +135,7 @@ class DomainTasks(PipelineStep):
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )  # this worker so far
         extra["progress"] = progress.counts()
-        path = folder / f"{local:05d}.json"
+        path = task_stats_file(self.stats_folder, job.domain, local)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"steps": report, **extra}, indent=1, sort_keys=True) + "\n")
         progress.finish()

@@ -53,6 +53,19 @@ class QuietLocalExecutor(LocalPipelineExecutor):
             route_logs(self.log_file)
 
 
+def check_executor_options(options) -> None:
+    """Raise ValueError (saying which flag to give) when the executor cannot start as asked."""
+    if options.executor == "slurm":
+        missing = [k for k in ("partition", "time") if not options.slurm.get(k)]
+        if missing:
+            raise ValueError(f"--executor slurm needs {', '.join('--slurm-' + m for m in missing)}")
+    if options.executor == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("--executor ray needs ray: pip install 'prolong-data[ray]'")
+
+
 def make_executor(
     options,
     pipeline: list,
@@ -86,10 +99,8 @@ def make_executor(
     if options.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
+        check_executor_options(options)
         slurm = dict(options.slurm)
-        missing = [k for k in ("partition", "time") if not slurm.get(k)]
-        if missing:
-            raise ValueError(f"--executor slurm needs {', '.join('--slurm-' + m for m in missing)}")
         return SlurmPipelineExecutor(
             pipeline,
             tasks=tasks,

@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.dispatch import PROGRESS_SUFFIX, DomainJob
+from pipelines.dispatch import DomainJob
+from prolong_data.layout import task_progress_file, task_stats_file
 
 
 @dataclass
@@ -78,18 +79,18 @@ def read_counts(
     rows, offset = [], 0
     for job in jobs:
         row = DomainCounts(job.domain, job.tasks)
-        folder = stats_folder / job.domain
-        present = set(_listing(folder))
+        present = set(_listing(stats_folder / job.domain))
         for local in range(job.tasks):
-            name = f"{local:05d}"
+            stats_file = task_stats_file(stats_folder, job.domain, local)
+            live_file = task_progress_file(stats_folder, job.domain, local)
             if f"{offset + local:05d}" in finished:
                 row.done += 1
                 if (job.domain, local) not in cache:  # its stats file is written before its marker
-                    stats = _load(folder / f"{name}.json") if f"{name}.json" in present else {}
+                    stats = _load(stats_file) if stats_file.name in present else {}
                     cache[(job.domain, local)] = stats.get("progress") or {}
                 counts = cache[(job.domain, local)]
-            elif f"{name}{PROGRESS_SUFFIX}" in present:
-                counts = _load(folder / f"{name}{PROGRESS_SUFFIX}")
+            elif live_file.name in present:
+                counts = _load(live_file)
             else:
                 continue
             row.documents += int(counts.get("documents", 0))

@@ -11,6 +11,7 @@ Python's standard library and site-packages, whose packages serve as real code r
 from __future__ import annotations
 
 import dataclasses
+import os
 import sysconfig
 import typing
 from collections.abc import Mapping, Sequence
@@ -287,11 +288,23 @@ class Recipe:
                     f"unknown placeholder {err} in {text!r}; use {{corpus}}, {{stdlib}} or {{purelib}}"
                 ) from None
 
+        def local(path: str) -> str:  # relative to the working folder once: a resume reads the same files
+            return path if "://" in path else os.path.abspath(os.path.expanduser(path))
+
         domains = [
-            dataclasses.replace(d, sources=[s.expand_paths(expand) for s in d.sources]) for d in self.domains
+            dataclasses.replace(d, sources=[s.expand_paths(lambda t: local(expand(t))) for s in d.sources])
+            for d in self.domains
         ]
+        tokenizer = expand(self.tokenizer)
+        if tokenizer != "llama3" and Path(tokenizer).expanduser().exists():  # a local file or folder
+            tokenizer = local(tokenizer)
+        texts = [self.tokenizer] + [t for d in self.domains for s in d.sources for t in _path_texts(s)]
+        used = any("{corpus}" in t for t in texts)  # else the default stays as written: it changes nothing
         return dataclasses.replace(
-            self, tokenizer=expand(self.tokenizer), domains=domains, corpus=places["corpus"]
+            self,
+            tokenizer=tokenizer,
+            domains=domains,
+            corpus=places["corpus"] if used or corpus else self.corpus,
         )
 
     def to_dict(self) -> dict:
@@ -301,6 +314,15 @@ class Recipe:
 # ----------------------------------------------------------------------------------------------
 # YAML
 # ----------------------------------------------------------------------------------------------
+
+
+def _path_texts(source) -> list[str]:
+    """The texts of a source's path fields (where `{corpus}` may appear)."""
+    texts = []
+    for name in source.path_fields:
+        value = getattr(source, name)
+        texts += value if isinstance(value, list) else [value] if value else []
+    return texts
 
 
 def recipe_names() -> list[str]:

@@ -10,31 +10,35 @@ from datatrove.utils.logging import logger
 
 from pipelines.recipe import Recipe, recipe_to_yaml
 from prolong_data.budget import format_budget, over_limit, plan_budget
+from prolong_data.layout import BuildLayout
 from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
 
-WORK = ".build"
-REPORT = "report"
 
-
-def _domain_counts(out: Path, domain: str) -> dict:
-    """Documents, tokens and document-length histogram of a domain, summed over its tasks."""
+def _domain_counts(layout: BuildLayout, domain: str) -> dict:
+    """Documents, tokens and document-length histogram of a domain, summed over its tasks (the
+    counts of the `build` pass; the step stats of both passes)."""
     documents = tokens = 0
     hist = [0] * (len(LENGTH_EDGES) - 1)
     steps: dict[str, dict[str, float]] = {}
-    for path in sorted((out / WORK / "stats").glob(f"*/{domain}/*.json")):
-        data = json.loads(path.read_text())
-        if path.parent.parent.name == "build":
-            documents += data.get("documents", 0)
-            tokens += data.get("tokens", 0)
-            hist = [a + b for a, b in zip(hist, data.get("length_histogram", hist))]
-        for step, counts in data.get("steps", {}).items():
-            merged = steps.setdefault(step, {})
-            for key, value in counts.items():
-                merged[key] = merged.get(key, 0) + value
+    for pass_name in ("read", "build"):
+        for path in sorted((layout.stats(pass_name) / domain).glob("*.json")):
+            data = json.loads(path.read_text())
+            if pass_name == "build":
+                documents += data.get("documents", 0)
+                tokens += data.get("tokens", 0)
+                hist = [a + b for a, b in zip(hist, data.get("length_histogram", hist))]
+            _add_step_counts(steps, data)
     return {"documents": documents, "tokens": tokens, "length_histogram": hist, "steps": steps}
+
+
+def _add_step_counts(steps: dict[str, dict[str, float]], data: dict) -> None:
+    for step, counts in data.get("steps", {}).items():
+        merged = steps.setdefault(step, {})
+        for key, value in counts.items():
+            merged[key] = merged.get(key, 0) + value
 
 
 def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, report: bool = True) -> dict:
@@ -42,10 +46,11 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
     from prolong_data.tokenize import load_tokenizer
 
     tokenizer = load_tokenizer(recipe.tokenizer).describe()
+    layout = BuildLayout(out)
     config = {d.name: d for d in recipe.domains}
     rows = {}
     for name, tasks in domains:
-        counts = _domain_counts(out, name)
+        counts = _domain_counts(layout, name)
         manifest = {
             "domain": name,
             "recipe": recipe.name,
@@ -58,22 +63,22 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
             "pack": _plain(config[name].pack),
             "stats": {step: _ints(c) for step, c in sorted(counts["steps"].items())},
         }
-        full = finalize_domain(out / name, manifest)
+        full = finalize_domain(layout.domain(name), manifest)
         rows[name] = {**counts, "sequences": int(full.get("packing", {}).get("sequences", 0))}
     summary = write_mixture_files(recipe, out, rows, tokenizer)
-    bad = merge_bad_input(sorted((out / WORK / "bad_input").glob("*/*.json")))
-    (out / REPORT).mkdir(parents=True, exist_ok=True)
-    _write_json(out / REPORT / "bad_input.json", bad)
+    bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
+    layout.report.mkdir(parents=True, exist_ok=True)
+    _write_json(layout.report / "bad_input.json", bad)
     summary["bad_input"] = bad["counts"]
-    _write_json(out / "manifest.json", summary)
-    (out / "recipe.yaml").write_text(recipe_to_yaml(recipe))
+    _write_json(layout.manifest, summary)
+    layout.recipe.write_text(recipe_to_yaml(recipe))
     text = format_report(summary, bad)
     print(text)
     if report:
-        (out / REPORT / "report.md").write_text(text + "\n")
+        (layout.report / "report.md").write_text(text + "\n")
         if can_plot():
-            plot_document_lengths(rows, out / REPORT / "document_lengths.png")
-            plot_shares(summary, out / REPORT / "mixture_shares.png")
+            plot_document_lengths(rows, layout.report / "document_lengths.png")
+            plot_shares(summary, layout.report / "mixture_shares.png")
         else:
             print(f"\nplots skipped: {NO_PLOTS}")
     return summary
@@ -116,9 +121,10 @@ def write_mixture_files(
         "absent_domains": [d.name for d in recipe.domains if not d.present] + empty,
         "over_limit": [b.domain for b in over_limit(budget, recipe.max_repeat)],
     }
-    (out / REPORT).mkdir(parents=True, exist_ok=True)
+    report = BuildLayout(out).report
+    report.mkdir(parents=True, exist_ok=True)
     stem = Path(mixture_file).stem
-    _write_json(out / REPORT / ("budget.json" if stem == "mixture" else f"budget-{stem}.json"), budget_json)
+    _write_json(report / ("budget.json" if stem == "mixture" else f"budget-{stem}.json"), budget_json)
     targets = {d.name: d.proportion for d in recipe.domains}
     stored_total = sum(r.get("sequences", 0) for r in rows.values()) or 1
     return {
@@ -147,7 +153,7 @@ def remix(recipe: Recipe, out: Path, mixture_file: str = "mixture.json") -> dict
     rows = {}
     tokenizer = None
     for d in recipe.present_domains():
-        manifest = read_manifest(out / d.name)
+        manifest = read_manifest(BuildLayout(out).domain(d.name))
         if not manifest:
             raise FileNotFoundError(f"{out / d.name} has no manifest.json: build the shards first")
         tokenizer = tokenizer or manifest["tokenizer"]

@@ -11,8 +11,11 @@ Any recipe field can be overridden with a dotted flag: `--seq_len=32768`,
 position or its `name`). Values are read as YAML; the recipe is validated after all overrides.
 
 Run the same command again after a crash or a kill: finished tasks are skipped and the shards
-come out identical to an uninterrupted build. A live display shows each pass's progress; the
-tasks' log lines and stats go to OUT/.build/logs/ (`--verbose` shows them here too).
+come out identical to an uninterrupted build; finished tasks whose outputs were damaged since are
+run again. Exit status: 0 built; 1 a task failed (see its log; rerun to resume); 2 a user error
+(the message says what to fix; nothing in --out was changed). docs/guarantees.md has the details.
+A live display shows each pass's progress; the tasks' log lines and stats go to
+OUT/.build/logs/ (`--verbose` shows them here too).
 """
 
 from __future__ import annotations
@@ -134,7 +137,7 @@ def build_options(args: argparse.Namespace):
     return BuildOptions(
         out=Path(args.out),
         tasks=args.tasks,
-        workers=args.workers or os.cpu_count() or 1,
+        workers=args.workers if args.workers is not None else os.cpu_count() or 1,
         executor=args.executor,
         slurm=slurm,
         ray=ray,
@@ -158,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
         if args.mixture_file != "mixture.json":
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
-    except (ValueError, SourcePathError, BuildError, FileNotFoundError) as err:
+    except (ValueError, SourcePathError, BuildError, OSError) as err:
+        # every error a user can cause: one message saying what to fix, no traceback
         print(f"shards: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # a task failed (its log says why); a rerun resumes
+        print(f"shards: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from prolong_data.tokenize import TOKEN_DTYPE, LoadedTokenizer, TokenizedDocument
+from prolong_data.contract import TOKEN_DTYPE
+from prolong_data.tokenize import LoadedTokenizer, TokenizedDocument
 
 ROLES = ("system", "user", "assistant")
 

@@ -22,16 +22,10 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.contract import HASHES, TOKEN_DTYPE, columns
 from prolong_data.mds_format import COMPRESSIONS, DEFAULT_SIZE_LIMIT, NativeMDSWriter, merge_indexes
 from prolong_data.packing.sequence import PackedSequence
 
-PRETRAIN_COLUMNS = {
-    "input_ids": "ndarray:uint32",
-    "indices": "ndarray:uint32",
-    "domain": "str",
-    "length": "int",
-}
-SFT_COLUMNS = {**PRETRAIN_COLUMNS, "mask": "ndarray:uint8"}
 MANIFEST = "manifest.json"
 RANK_PREFIX = "rank-"
 
@@ -44,8 +38,8 @@ def rank_folder(domain_folder: str | Path, rank: int) -> Path:
 def sample_of(seq: PackedSequence, domain: str) -> dict:
     """The MDS row of one packed sequence."""
     row = {
-        "input_ids": np.ascontiguousarray(seq.input_ids, dtype=np.uint32),
-        "indices": np.ascontiguousarray(seq.indices, dtype=np.uint32),
+        "input_ids": np.ascontiguousarray(seq.input_ids, dtype=TOKEN_DTYPE),
+        "indices": np.ascontiguousarray(seq.indices, dtype=TOKEN_DTYPE),
         "domain": domain,
         "length": seq.seq_len,
     }
@@ -80,7 +74,7 @@ class MDSShardWriter(PipelineStep):
             raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         self.output_folder = str(output_folder)
         self.domain, self.seq_len = domain, seq_len
-        self.columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
+        self.columns = columns(with_mask)
         self.compression, self.size_limit = compression, size_limit
 
     def run(self, data: Iterator[PackedSequence], rank: int = 0, world_size: int = 1):
@@ -89,7 +83,7 @@ class MDSShardWriter(PipelineStep):
             shutil.rmtree(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         with NativeMDSWriter(
-            out, self.columns, compression=self.compression, size_limit=self.size_limit
+            out, self.columns, compression=self.compression, size_limit=self.size_limit, hashes=HASHES
         ) as writer:
             for seq in data:
                 if seq.seq_len != self.seq_len:

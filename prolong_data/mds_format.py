@@ -16,6 +16,7 @@ Shard file layout (what `streaming` reads)::
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -47,24 +48,6 @@ def compress(algorithm: str, data: bytes, level: int) -> bytes:
     import zstandard
 
     return zstandard.ZstdCompressor(level=level, threads=1).compress(data)
-
-
-def decompress(algorithm: str, data: bytes) -> bytes:
-    """The raw shard inside a compressed shard file (`zstd`, `gz` or `bz2`, as streaming names them)."""
-    if algorithm == "zstd":
-        import zstandard
-
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            return reader.read()
-    if algorithm == "gz":
-        import gzip
-
-        return gzip.decompress(data)
-    if algorithm == "bz2":
-        import bz2
-
-        return bz2.decompress(data)
-    raise MDSFormatError(f"compression {algorithm!r} is not supported by the native reader (zstd, gz, bz2)")
 
 
 def encode_ndarray(encoding: str, value: np.ndarray) -> bytes:
@@ -107,7 +90,10 @@ class NativeMDSWriter:
         columns: dict[str, str],
         compression: str | None = None,
         size_limit: int = DEFAULT_SIZE_LIMIT,
+        hashes: tuple[str, ...] | list[str] = (),
     ):
+        if list(hashes) != sorted(hashes):
+            raise ValueError(f"hashes must be sorted (as streaming requires), got {list(hashes)}")
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {list(COMPRESSIONS)}, got {compression!r}")
         for encoding in columns.values():
@@ -120,12 +106,12 @@ class NativeMDSWriter:
         self.names = sorted(columns)
         self.encodings = [columns[n] for n in self.names]
         self.sizes = [FIXED_SIZES.get(e) for e in self.encodings]
-        self.compression, self.size_limit = compression, size_limit
+        self.compression, self.size_limit, self.hashes = compression, size_limit, list(hashes)
         self.config = {
             "version": 2,
             "format": self.format,
             "compression": compression,
-            "hashes": [],
+            "hashes": self.hashes,
             "size_limit": size_limit,
             "column_names": self.names,
             "column_encodings": self.encodings,
@@ -159,18 +145,21 @@ class NativeMDSWriter:
         offsets += 4 + offsets.nbytes + len(self.config_bytes)
         raw = count.tobytes() + offsets.tobytes() + self.config_bytes + b"".join(self._samples)
         raw_name = f"shard.{len(self.shards):05d}.mds"
-        raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": {}}
+        raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": self._hash(raw)}
         zip_info = None
         if self.compression:
             algo, level = COMPRESSIONS[self.compression]
             data = compress(algo, raw, level)
-            zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": {}}
+            zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": self._hash(data)}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:
             (self.out / raw_name).write_bytes(raw)
         self.shards.append({"samples": int(count), "raw_data": raw_info, "zip_data": zip_info, **self.config})
         self._samples = []
         self._shard_size = 8 + len(self.config_bytes)
+
+    def _hash(self, data: bytes) -> dict[str, str]:
+        return {algo: hashlib.new(algo, data).hexdigest() for algo in self.hashes}
 
     def finish(self) -> None:
         if self._samples:
@@ -223,15 +212,11 @@ def read_index(folder: str | Path) -> list[dict]:
         raise MDSFormatError(f"{path} is not a valid MDS index ({type(err).__name__}: {err})") from None
     if index.get("version") != 2:
         raise MDSFormatError(f"{path}: index version {index.get('version')!r}, this reader reads version 2")
-    for info in shards:
-        if info.get("format") != "mds":
-            raise MDSFormatError(f"{path}: shard format {info.get('format')!r}, this reader reads mds")
     return shards
 
 
 def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
-    """The uncompressed bytes of one shard: its raw file when present, else its compressed file
-    decompressed in memory (nothing is written next to the shards)."""
+    """The uncompressed bytes of one shard: its raw file, else its `.zstd` file decompressed in memory."""
     folder = Path(folder)
     raw = folder / info["raw_data"]["basename"]
     if raw.is_file():
@@ -240,15 +225,35 @@ def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
     if not zipped:
         raise FileNotFoundError(f"shard {raw} is missing")
     path = folder / zipped["basename"]
-    if not path.is_file():
-        raise FileNotFoundError(f"shard {path} is missing")
-    algorithm = str(info.get("compression") or "").split(":")[0]
+    return decompress(info.get("compression"), path.read_bytes(), str(path))
+
+
+def decompress(compression: str | None, data: bytes, name: str = "shard") -> bytes:
+    """The raw shard inside the bytes of a compressed shard file: zstd (as the writer writes), or
+    gz and bz2 (streaming's other standard-library compressions)."""
+    algorithm = str(compression or "").split(":")[0]
+    if algorithm == "gz":
+        import gzip
+
+        opener, errors = gzip.decompress, (OSError, EOFError)
+    elif algorithm == "bz2":
+        import bz2
+
+        opener, errors = bz2.decompress, (OSError, EOFError)
+    elif algorithm == "zstd":
+        import zstandard
+
+        def opener(data: bytes) -> bytes:
+            with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+                return reader.read()
+
+        errors = (zstandard.ZstdError,)
+    else:
+        raise MDSFormatError(f"{name}: compression {compression!r} is not supported (zstd, gz, bz2 are)")
     try:
-        return decompress(algorithm, path.read_bytes())
-    except MDSFormatError as err:
-        raise MDSFormatError(f"{path}: {err}") from None
-    except Exception as err:  # each decompressor raises its own kind on damaged input
-        raise MDSFormatError(f"{path} does not decompress ({type(err).__name__}: {err})") from None
+        return opener(data)
+    except errors as err:
+        raise MDSFormatError(f"{name} does not decompress ({err})") from None
 
 
 SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
@@ -256,7 +261,7 @@ SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
 
 
 def decode_column(encoding: str, data: bytes):
-    """One column value from its bytes, as streaming's MDS reader returns it: `ndarray:<dtype>[:<shape>]`,
+    """One column value from its bytes, as streaming's reader returns it: `ndarray:<dtype>[:<shape>]`,
     a scalar dtype (`uint32`, `float64`, ...), `str`, `bytes`, `int` or `json`."""
     if encoding.startswith("ndarray:"):
         parts = encoding.split(":")
@@ -343,11 +348,3 @@ def iter_samples(folder: str | Path, start: int = 0, stop: int | None = None):
     """Samples `[start, stop)` of an MDS folder in index order (shards outside are not read)."""
     for info, lo, hi in shard_ranges(folder, start, stop):
         yield from shard_samples(folder, info, lo, hi)
-
-
-def read_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
-    """(shard basename, index in the shard, row) for every sample of an MDS folder, in index order."""
-    for info in read_index(folder):
-        basename = info["raw_data"]["basename"]
-        for i, row in enumerate(shard_samples(folder, info)):
-            yield basename, i, row

@@ -34,10 +34,10 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.assets import llama3_folder
+from prolong_data.contract import TOKEN_DTYPE
 
 logger = logging.getLogger(__name__)
 
-TOKEN_DTYPE = np.uint32
 
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -142,12 +142,16 @@ def _load_tokenizer_cached(spec: str, bos: str | None, eos: str | None) -> Loade
         elif path.is_dir():
             hf = _load_folder(path)
             json_file = str(path / "tokenizer.json") if (path / "tokenizer.json").is_file() else None
-        elif "/" in spec and not spec.startswith((".", "/", "~")) and spec.count("/") == 1:
+        elif looks_like_hub_id(spec):
+            logger.warning(
+                "tokenizer %r is no local file or folder: fetching it from the Hugging Face hub", spec
+            )
             hf = _load_from_hub(spec)
         else:
             raise TokenizerError(
-                f"tokenizer {spec!r}: no such file or folder. Give `llama3`, a tokenizer.json path, "
-                "a folder with tokenizer.json, or a hub id like meta-llama/Meta-Llama-3-8B."
+                f"tokenizer {spec!r}: no such file or folder (relative paths start at {Path.cwd()}). Give "
+                "`llama3`, a tokenizer.json path, a folder with tokenizer.json, or a hub id like "
+                "meta-llama/Meta-Llama-3-8B."
             )
         config = _read_tokenizer_config(Path(spec))
     bos_id = _special_id(hf, bos, config.get("bos_token"), BOS_CANDIDATES, "bos")
@@ -156,6 +160,18 @@ def _load_tokenizer_cached(spec: str, bos: str | None, eos: str | None) -> Loade
     return LoadedTokenizer(
         name=spec, hf=hf, bos_id=bos_id, eos_id=eos_id, tiktoken_file=tiktoken_file, json_file=json_file
     )
+
+
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+FILE_SUFFIXES = (".json", ".model", ".txt", ".yaml", ".yml", ".bin", ".gz", ".xz", ".zst", ".tiktoken")
+
+
+def looks_like_hub_id(spec: str) -> bool:
+    """True for `org/name` that is no local path: one slash, hub-legal characters, no file
+    ending (`mytok/tokenizer.json` is a missing file, not a model), and no local folder `org`."""
+    if not HUB_ID.fullmatch(spec) or spec.lower().endswith(FILE_SUFFIXES):
+        return False
+    return not Path(spec.split("/")[0]).exists()
 
 
 def _load_tokenizer_json(path: Path):
@@ -596,7 +612,7 @@ class TokenizeDocuments(PipelineStep):
             yield from self._encode(engine, tok, batch)
 
     def _pick_engine(self, tok: LoadedTokenizer, docs) -> Engine:
-        sample = [_head_at_safe_boundary(d.text, self.check_chars) for d in docs[: self.check_docs]]
+        sample = [identity_sample(d.text, self.check_chars) for d in docs[: self.check_docs]]
         engine = choose_engine(tok, sample, preferred=self.engine_name, threads=self.threads)
         logger.info("tokenizing with engine %s", engine.name)
         self.stat_update(f"engine_{engine.name}")
@@ -614,6 +630,15 @@ class TokenizeDocuments(PipelineStep):
         self.stat_update("tokens", value=total, unit="batch")  # one update per batch: stats are slow
 
 
-def _head_at_safe_boundary(text: str, max_chars: int) -> str:
-    """The start of `text` up to about `max_chars`, cut where whole-text ids are unchanged."""
-    return split_at_safe_boundaries(text, max_chars)[0]
+def identity_sample(text: str, max_chars: int) -> str:
+    """The text an engine's identity check encodes for one document: at most `max_chars`
+    characters from its start, so the check costs the same on a 30 MB single-line document as on a
+    page. Any text serves: the engine and the reference encode the same string and must agree;
+    it ends at a safe boundary when one lies in the second half, so the sample is what the engine
+    sees of a long document (a piece), else it is cut where it stands."""
+    if len(text) <= max_chars:
+        return text
+    cut = max(
+        (m.start() + 1 for m in SAFE_SPLIT.finditer(text, max_chars // 2, max_chars)), default=max_chars
+    )
+    return text[:cut]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from prolong_data.contract import check_spans  # the shard contract's span rule (a ValueError)
 from prolong_data.mixture import Mixture, read_mixture, to_streams
 from trainer.loss import IGNORE_INDEX
 
@@ -64,18 +65,6 @@ def masked_domains(mixture: Mixture, root: Path) -> list[str]:
         if any("mask" in shard.get("column_names", []) for shard in index.get("shards", [])):
             found.append(domain)
     return found
-
-
-def check_spans(indices: np.ndarray, seq_len: int) -> None:
-    """Raises ValueError unless ``indices`` (n, 2) are contiguous non-empty spans covering [0, seq_len)."""
-    if indices.ndim != 2 or indices.shape[1] != 2 or len(indices) == 0:
-        raise ValueError(
-            f"indices must have shape (n, 2) with n >= 1, got {indices.shape}; rebuild the shards"
-        )
-    starts, ends = indices[:, 0].astype(np.int64), indices[:, 1].astype(np.int64)
-    contiguous = starts[0] == 0 and ends[-1] == seq_len and np.array_equal(starts[1:], ends[:-1])
-    if not contiguous or np.any(ends <= starts):
-        raise ValueError(f"document spans {indices.tolist()} do not tile [0, {seq_len}); rebuild the shards")
 
 
 def position_ids_from_spans(indices: np.ndarray, seq_len: int) -> np.ndarray:

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from prolong_data.contract import TOKEN_DTYPE
 from prolong_data.packing.sequence import PackedSequence, PackingStats, spans_from_lengths
-from prolong_data.tokenize import TOKEN_DTYPE
 
 TOO_LONG_POLICIES = ("truncate", "drop")
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from prolong_data.contract import TOKEN_DTYPE
 from prolong_data.packing.sequence import PackedSequence, PackingStats, spans_from_lengths
-from prolong_data.tokenize import TOKEN_DTYPE
 
 
 class ConcatPacker:

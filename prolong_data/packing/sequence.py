@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from prolong_data.tokenize import TOKEN_DTYPE
+from prolong_data.contract import TOKEN_DTYPE
 
 
 @dataclass

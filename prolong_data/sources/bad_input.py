@@ -1,7 +1,8 @@
 """Bad input is counted and reported, never fatal: one `BadInputLog` per reader and rank.
 
 Every problem a reader meets in its input (a malformed JSON line, invalid UTF-8, a missing
-field, an empty file, a parquet file that is not parquet, an unreadable file) is counted under a
+field, an empty file, a parquet file that is not parquet, an unreadable or truncated file, a pipe
+or device, a symlink out of its folder, a file or row over the size bound) is counted under a
 reason, and the first `keep_examples` of each reason are kept with file and line. The log of
 each rank is a small JSON file; `merge_bad_input` sums the files of a whole build.
 """
@@ -12,6 +13,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from prolong_data.sources.files import printable
+
 REASONS = (
     "malformed_json",
     "not_an_object",
@@ -21,8 +24,13 @@ REASONS = (
     "empty_file",
     "not_parquet",
     "unreadable_file",
+    "truncated_file",
+    "special_file",
+    "outside_root",
     "binary_file",
     "oversized_file",
+    "oversized_row",
+    "invalid_name",
     "empty_conversation",
     "malformed_message",
     "unknown_role",
@@ -48,7 +56,7 @@ class BadInputLog:
         self.counts[reason] += 1
         kept = self.examples.setdefault(reason, [])
         if len(kept) < self.keep_examples:
-            kept.append({"file": str(file), "line": line, "detail": detail[:200]})
+            kept.append({"file": printable(str(file)), "line": line, "detail": printable(detail[:200])})
 
     def __bool__(self) -> bool:
         return bool(self.counts)

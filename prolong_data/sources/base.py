@@ -18,16 +18,25 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from prolong_data.sources.bad_input import BadInputLog
-from prolong_data.sources.files import decode_utf8, list_input_files
+from prolong_data.sources.files import decode_utf8, list_input_files, printable, unit_problem
 from prolong_data.sources.registry import check_utf8_policy
 
 
 class SourceReader(PipelineStep):
-    """Base of all readers: sharding, bad-input accounting, and the `read_unit` hook."""
+    """Base of all readers: sharding, bad-input accounting, and the `read_unit` hook.
+
+    Before a unit is read it is checked (`unit_problem`): a local file found under a source
+    folder must lie inside it once symlinks are resolved, be a regular file, and hold at most
+    `max_file_bytes`; a unit that fails is counted and skipped. Ids and provenance of the
+    documents are made writable as UTF-8 (`printable`, counted as `invalid_name`).
+    """
 
     type = "📖 - READER"
     suffixes: tuple[str, ...] = ()
     """File name endings this reader takes when given a folder."""
+    default_max_file_bytes: int | None = None
+    """The bound on one input file's size when the recipe gives none (None: no bound on the file,
+    the reader bounds what it holds in memory, e.g. one row)."""
 
     def __init__(
         self,
@@ -37,15 +46,19 @@ class SourceReader(PipelineStep):
         bad_input_file: str | None = None,
         utf8: str = "repair",
         limit: int = -1,
+        max_file_bytes: int | None = None,
     ):
         super().__init__()
         self.utf8 = check_utf8_policy(utf8)
         self.paths = [paths] if isinstance(paths, str) else list(paths)
         if not self.paths:
             raise ValueError(f"{type(self).__name__} needs at least one path")
+        if max_file_bytes is not None and max_file_bytes <= 0:
+            raise ValueError(f"max_file_bytes must be positive, got {max_file_bytes}")
         self.glob = glob
         self.bad_input_file = bad_input_file
         self.limit = limit
+        self.max_file_bytes = max_file_bytes if max_file_bytes is not None else self.default_max_file_bytes
         self.bad = BadInputLog()
 
     def list_units(self) -> list[str]:
@@ -68,6 +81,10 @@ class SourceReader(PipelineStep):
         """The documents of one input unit. The one hook to override."""
         raise NotImplementedError
 
+    def unit_problem(self, unit: str) -> tuple[str, str] | None:
+        """(reason, detail) when `unit` must not be read (see the class docstring), else None."""
+        return unit_problem(unit, self.paths, self.max_file_bytes)
+
     def run(self, data=None, rank: int = 0, world_size: int = 1) -> Iterator[Document]:
         if data:
             yield from data
@@ -79,9 +96,14 @@ class SourceReader(PipelineStep):
         try:
             for unit in units:
                 self.stat_update("input_units")
+                problem = self.unit_problem(unit)
+                if problem is not None:
+                    self.bad.add(problem[0], unit, None, problem[1])
+                    continue
                 for doc in self.read_unit(unit):
                     if self.limit >= 0 and emitted >= self.limit:
                         return
+                    self._printable_names(doc)
                     emitted += 1
                     chars += len(doc.text)
                     yield doc
@@ -93,6 +115,19 @@ class SourceReader(PipelineStep):
                 self.stat_update(f"bad_{reason}", value=count)
             if self.bad_input_file:
                 self.bad.write(self.bad_input_file.format(rank=rank))
+
+    def _printable_names(self, doc: Document) -> None:
+        """Id and string metadata that UTF-8 cannot write (lone surrogates) get backslash escapes."""
+        fixed = printable(doc.id)
+        changed = fixed != doc.id
+        doc.id = fixed
+        for key, value in doc.metadata.items():
+            if isinstance(value, str):
+                fixed = printable(value)
+                changed |= fixed != value
+                doc.metadata[key] = fixed
+        if changed:
+            self.bad.add("invalid_name", doc.metadata.get("source", "?"), None, f"id {doc.id}")
 
 
 def document(text: str, doc_id: str, source: str, **metadata) -> Document:

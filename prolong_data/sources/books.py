@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prolong_data.sources.base import SourceReader, document, relative_source
-from prolong_data.sources.files import open_binary
+from prolong_data.sources.files import TRUNCATED_ERRORS, OversizedFileError, open_binary, read_bounded
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 
 GUTENBERG_START = re.compile(
@@ -49,11 +49,21 @@ class BookFolderReader(SourceReader):
 
     name = "book files"
     suffixes = (".txt", ".txt.gz", ".txt.zst")
+    default_max_file_bytes = 256 << 20  # a book is read whole into memory
 
     def read_unit(self, unit: str) -> Iterator:
+        chunks: list[bytes] = []
         try:
             with open_binary(unit) as f:
-                raw = f.read()
+                raw = read_bounded(f, self.max_file_bytes, unit, into=chunks)
+        except OversizedFileError as err:
+            self.bad.add("oversized_file", unit, None, str(err))
+            return
+        except TRUNCATED_ERRORS as err:  # a compressed book that ends early: keep what was read
+            self.bad.add("truncated_file", unit, None, f"{type(err).__name__}: {err}")
+            raw = b"".join(chunks)
+            if not raw.strip():
+                return
         except OSError as err:
             self.bad.add("unreadable_file", unit, None, str(err))
             return
@@ -76,4 +86,6 @@ class BookFilesSource(FileSourceConfig):
     kind: str = "book_files"
 
     def reader(self, context: ReaderContext) -> BookFolderReader:
-        return BookFolderReader(self.paths, glob=self.glob, **context.reader_options())
+        return BookFolderReader(
+            self.paths, glob=self.glob, max_file_bytes=self.max_file_bytes, **context.reader_options()
+        )

@@ -14,10 +14,19 @@ from typing import ClassVar, Literal
 
 from prolong_data.chat import TokenizeChats, conversation_problem, parse_tulu_text
 from prolong_data.sources.base import document, relative_source
+from prolong_data.sources.files import repair_surrogates
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader, render_tulu
 
 CHAT_FORMATS = ("messages", "tulu-text")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 class ChatRowsReader(TextRowsReader):
@@ -52,6 +61,12 @@ class ChatRowsReader(TextRowsReader):
             self.bad.add(problem, unit, line, str(messages)[:120])
             return None
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        if not all(_encodable(m["content"]) for m in messages):  # lone surrogates from `\\ud800` escapes
+            if self.utf8 == "drop":
+                self.bad.add("invalid_utf8_dropped", unit, line)
+                return None
+            self.bad.add("invalid_utf8_repaired", unit, line)
+            messages = [{**m, "content": repair_surrogates(m["content"])} for m in messages]
         doc_id = row.get(self.id_key) or row.get("prompt_id")
         doc_id = str(doc_id) if doc_id is not None else f"{relative_source(unit)}/{line}"
         return document(render_tulu(messages), doc_id, relative_source(unit, line), messages=messages)
@@ -81,6 +96,7 @@ class ChatSource(FileSourceConfig):
             chat_format=self.chat_format,
             text_key=self.text_key,
             id_key=self.id_key,
+            max_file_bytes=self.max_file_bytes,
             **context.reader_options(),
         )
 

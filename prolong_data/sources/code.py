@@ -25,6 +25,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from prolong_data.sources.base import SourceReader, document
+from prolong_data.sources.files import OversizedFileError, SpecialFileError, inside, read_regular_file
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader
 
@@ -130,20 +131,20 @@ class RepoFolderReader(SourceReader):
     """
 
     name = "code repositories (folders)"
+    default_max_file_bytes = 1_000_000  # larger files are data or generated, skipped (counted)
 
     def __init__(
         self,
         paths: str | Sequence[str],
         *,
         include: Sequence[str] | None = None,
-        max_file_bytes: int = 1_000_000,
         min_files: int = 2,
         header: str = REPO_HEADER,
         **kwargs,
     ):
         super().__init__(paths, **kwargs)
         self.include = list(include) if include else None
-        self.max_file_bytes, self.min_files, self.header = max_file_bytes, min_files, header
+        self.min_files, self.header = min_files, header
 
     def list_units(self) -> list[str]:
         from prolong_data.sources.files import SourcePathError
@@ -162,6 +163,12 @@ class RepoFolderReader(SourceReader):
             logger.warning(f"{self.name}: repositories not found under {self.paths}: {missing}")
         return [repos[name] for name in self.include if name in repos]
 
+    def unit_problem(self, unit: str) -> tuple[str, str] | None:
+        """A repository folder must lie inside the folder that holds it (no symlink out)."""
+        if not inside(unit, Path(unit).parent):
+            return "outside_root", f"links to {os.path.realpath(unit)}, outside {Path(unit).parent}"
+        return None
+
     def read_unit(self, unit: str) -> Iterator[Document]:
         root = Path(unit)
         files = []
@@ -178,7 +185,12 @@ class RepoFolderReader(SourceReader):
     def repo_files(self, root: Path) -> list[str]:
         """Relative paths (posix) of the candidate files of a repository, sorted."""
         found = []
-        for folder, dirs, names in os.walk(root):
+        for folder, dirs, names in os.walk(root):  # symlinked folders are listed, never entered
+            for d in dirs:
+                if os.path.islink(os.path.join(folder, d)) and not inside(os.path.join(folder, d), root):
+                    self.bad.add(
+                        "outside_root", os.path.join(folder, d), None, "a folder link out of the repository"
+                    )
             dirs[:] = sorted(
                 d
                 for d in dirs
@@ -193,11 +205,17 @@ class RepoFolderReader(SourceReader):
     def read_file(self, root: Path, rel: str) -> str | None:
         """The text of one repository file, or None (counted) when it is not source text."""
         path = root / rel
+        if not inside(path, root):
+            self.bad.add("outside_root", str(path), None, f"links to {os.path.realpath(path)}")
+            return None
         try:
-            if path.stat().st_size > self.max_file_bytes:
-                self.stat_update("skipped_oversized_files")
-                return None
-            raw = path.read_bytes()
+            raw = read_regular_file(path, self.max_file_bytes)
+        except OversizedFileError:
+            self.stat_update("skipped_oversized_files")
+            return None
+        except SpecialFileError as err:
+            self.bad.add("special_file", str(path), None, str(err))
+            return None
         except OSError as err:
             self.bad.add("unreadable_file", str(path), None, str(err))
             return None
@@ -215,7 +233,7 @@ class RepoFolderReader(SourceReader):
         if is_generated(text[:SNIFF_BYTES]):
             self.stat_update("skipped_generated_files")
             return None
-        return text.replace("\r\n", "\n")
+        return text.removeprefix("\ufeff").replace("\r\n", "\n")  # no BOM, as books and rows
 
 
 def _is_repo_name(name: str) -> bool:
@@ -296,8 +314,6 @@ class CodeFoldersSource(FileSourceConfig):
     kind: str = "code_folders"
     include: list[str] = field(default_factory=list)
     """The repositories (sub-folder names) to take, in this order; empty = all."""
-    max_file_bytes: int = 1_000_000
-    """Files larger than this are skipped (counted)."""
     min_files: int = 2
     """Repositories with fewer kept files are dropped (counted)."""
 
@@ -325,7 +341,9 @@ class CodeRowsSource(FileSourceConfig):
     group_key: ClassVar[str | None] = "repo"
 
     def reader(self, context: ReaderContext) -> StackRowsReader:
-        return StackRowsReader(self.paths, glob=self.glob, **context.reader_options())
+        return StackRowsReader(
+            self.paths, glob=self.glob, max_file_bytes=self.max_file_bytes, **context.reader_options()
+        )
 
     @classmethod
     def grouping_steps(cls, sources) -> list[PipelineStep]:

@@ -145,6 +145,10 @@ class FileSourceConfig(SourceConfig):
     """Files or folders (searched recursively); `{corpus}`, `{stdlib}`, `{purelib}` are expanded."""
     glob: str | None = None
     """Only files whose name matches this pattern (default: the reader's usual endings)."""
+    max_file_bytes: int | None = None
+    """Input files larger than this many bytes are skipped (counted as `oversized_file`); default:
+    1,000,000 for a `code_folders` file, 256 MiB for a book (read whole), no bound for a rows
+    file (read one row, at most 256 MiB, at a time)."""
 
     path_fields: ClassVar[tuple[str, ...]] = ("paths",)
 
@@ -152,6 +156,8 @@ class FileSourceConfig(SourceConfig):
         super().__post_init__()
         if not self.paths:
             raise ValueError(f"a {self.kind!r} source needs `paths: [...]`")
+        if self.max_file_bytes is not None and self.max_file_bytes <= 0:
+            raise ValueError(f"max_file_bytes must be positive, got {self.max_file_bytes}")
 
 
 def _default_kind(cls: type) -> str | None:

@@ -18,7 +18,7 @@ import orjson
 
 from prolong_data.sources.base import SourceReader, document, relative_source
 from prolong_data.sources.books import clean_book_text
-from prolong_data.sources.files import iter_lines, open_binary
+from prolong_data.sources.files import MAX_LINE_BYTES, TRUNCATED_ERRORS, iter_lines, open_binary
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst", ".json", ".json.gz", ".json.zst", ".ndjson")
@@ -56,6 +56,8 @@ class TextRowsReader(SourceReader):
 
     name = "text rows"
     suffixes = JSONL_SUFFIXES + PARQUET_SUFFIXES
+    max_line_bytes = MAX_LINE_BYTES
+    """A JSON line longer than this is skipped (counted as `oversized_row`)."""
 
     def __init__(
         self,
@@ -118,8 +120,11 @@ class TextRowsReader(SourceReader):
     def _jsonl_rows(self, unit: str) -> Iterator[tuple[int, dict]]:
         seen_any = False
         try:
-            for line, raw in iter_lines(unit):
+            for line, raw in iter_lines(unit, self.max_line_bytes):
                 seen_any = True
+                if raw is None:
+                    self.bad.add("oversized_row", unit, line, f"longer than {self.max_line_bytes:,} bytes")
+                    continue
                 if not raw.strip():
                     continue
                 text = self.decode(raw, unit, line)
@@ -132,6 +137,9 @@ class TextRowsReader(SourceReader):
                     self.bad.add("not_an_object", unit, line, type(row).__name__)
                 else:
                     yield line, row
+        except TRUNCATED_ERRORS as err:  # a compressed file that ends early: the rows before it stay
+            self.bad.add("truncated_file", unit, None, f"{type(err).__name__}: {err}")
+            return
         except OSError as err:
             self.bad.add("unreadable_file", unit, None, str(err))
             return
@@ -198,5 +206,6 @@ class RowsSource(FileSourceConfig):
             keep_where=self.keep_where,
             render=self.render,
             clean=self.clean,
+            max_file_bytes=self.max_file_bytes,
             **context.reader_options(),
         )

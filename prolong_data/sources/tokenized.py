@@ -29,12 +29,13 @@ from typing import ClassVar
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.contract import TOKEN_DTYPE
 from prolong_data.mds import read_manifest
 from prolong_data.mds_format import MDSFormatError, read_index, shard_ranges, shard_samples
 from prolong_data.sources.bad_input import BadInputLog
 from prolong_data.sources.files import SourcePathError
 from prolong_data.sources.registry import ReaderContext, SourceConfig, register_source
-from prolong_data.tokenize import TOKEN_DTYPE, TokenizedDocument
+from prolong_data.tokenize import TokenizedDocument
 
 LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
 

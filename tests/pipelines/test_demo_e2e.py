@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from pipeline_helpers import tree_bytes
 
-from prolong_data.inspect import iter_samples, verify
+from prolong_data.inspection import iter_samples
 from prolong_data.mixture import read_mixture, to_streams
+from prolong_data.verify import verify
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -42,6 +42,6 @@ def test_hub_json_source_equals_rows_source_and_quality_filters_drop(tmp_path, t
 
 
 def token_rows(folder) -> list[list[int]]:
-    from prolong_data.inspect import iter_samples
+    from prolong_data.inspection import iter_samples
 
     return [row["input_ids"].tolist() for _, _, row in iter_samples(folder)]

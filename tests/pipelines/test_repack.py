@@ -8,9 +8,9 @@ import yaml
 from pipeline_helpers import read_json, tiny_recipe
 
 from pipelines.cli import main
-from prolong_data.inspect import verify
 from prolong_data.mds_format import iter_samples, read_index
 from prolong_data.mixture import read_mixture
+from prolong_data.verify import verify
 
 
 def repack_recipe(source: dict, src, seq_len: int) -> dict:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from corpus_files import iter_rows
 
-from prolong_data.inspect import iter_samples, verify
+from prolong_data.inspection import iter_samples
 from prolong_data.mds import read_manifest
+from prolong_data.verify import verify
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

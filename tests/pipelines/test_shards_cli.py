@@ -7,8 +7,8 @@ import yaml
 from pipeline_helpers import read_json, tiny_recipe, tree_bytes
 
 from pipelines.cli import main
-from prolong_data.inspect import verify
 from prolong_data.mixture import read_mixture
+from prolong_data.verify import verify
 
 
 def shards(*args) -> int:

@@ -133,12 +133,13 @@ def test_packed_sft_shards_mask_back_to_the_assistant_messages(tmp_path, corpus,
     from datatrove.executor import LocalPipelineExecutor
 
     from prolong_data.chat import TokenizeChats
-    from prolong_data.inspect import iter_samples, verify
+    from prolong_data.inspection import iter_samples
     from prolong_data.mds import MDSShardWriter, finalize_domain
     from prolong_data.packing.steps import PackBestFit
+    from prolong_data.verify import verify
 
     seq_len = 4096
-    out = tmp_path / "sft"
+    out = tmp_path / "ultrachat"  # the folder is named after the domain (the contract)
     pipeline = [
         ChatRowsReader(str(corpus_file(corpus, "sft/chat.jsonl")), limit=300),
         TokenizeChats(tokenizer_json),

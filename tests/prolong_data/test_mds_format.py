@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from prolong_data.mds import PRETRAIN_COLUMNS, SFT_COLUMNS
+from prolong_data.contract import PRETRAIN_COLUMNS, SFT_COLUMNS
 from prolong_data.mds_format import NativeMDSWriter
 
 
@@ -28,19 +30,25 @@ def rows(n, seq_len, with_mask, seed=0):
 
 @pytest.mark.parametrize("compression", [None, "zstd"])
 @pytest.mark.parametrize("with_mask", [False, True])
-@pytest.mark.parametrize("seq_len", [7, 300, 70000])
-def test_native_writer_bytes_equal_streaming_mdswriter(tmp_path, compression, with_mask, seq_len):
+@pytest.mark.parametrize("seq_len, hashes", [(7, ()), (300, ("sha1",)), (70000, ("md5", "sha1"))])
+def test_native_writer_bytes_equal_streaming_mdswriter(tmp_path, compression, with_mask, seq_len, hashes):
     from streaming import MDSWriter
 
     columns = SFT_COLUMNS if with_mask else PRETRAIN_COLUMNS
     data = rows(12, seq_len, with_mask)
     size_limit = 3 * (seq_len * 5 + 200)  # several shards
     with MDSWriter(
-        out=str(tmp_path / "theirs"), columns=columns, compression=compression, size_limit=size_limit
+        out=str(tmp_path / "theirs"),
+        columns=columns,
+        compression=compression,
+        size_limit=size_limit,
+        hashes=list(hashes),
     ) as w:
         for row in data:
             w.write(row)
-    with NativeMDSWriter(tmp_path / "ours", columns, compression=compression, size_limit=size_limit) as w:
+    with NativeMDSWriter(
+        tmp_path / "ours", columns, compression=compression, size_limit=size_limit, hashes=hashes
+    ) as w:
         for row in data:
             w.write(row)
     theirs = sorted(p.name for p in (tmp_path / "theirs").iterdir())
@@ -93,13 +101,40 @@ def test_native_index_merge_equals_streaming_merge_index(tmp_path):
     ).read_bytes()
 
 
+def test_native_reader_reads_what_streaming_reads(tmp_path):
+    """`inspect` / `verify` read shards natively (no streaming, no torch): the same rows."""
+    from streaming.base.format import reader_from_json
+
+    from prolong_data.inspection import iter_samples
+
+    data = rows(9, 300, with_mask=True)
+    with NativeMDSWriter(tmp_path, SFT_COLUMNS, compression="zstd", size_limit=4000, hashes=("sha1",)) as w:
+        for row in data:
+            w.write(row)
+    got = [row for _, _, row in iter_samples(tmp_path)]
+    assert len(got) == len(data)
+    for ours, want in zip(got, data):
+        for key, value in want.items():
+            np.testing.assert_array_equal(ours[key], value)
+    index = json.loads((tmp_path / "index.json").read_text())
+    (tmp_path / "raw").mkdir()
+    from prolong_data.mds_format import raw_shard_bytes
+
+    info = index["shards"][0]
+    (tmp_path / "raw" / info["raw_data"]["basename"]).write_bytes(raw_shard_bytes(tmp_path, info))
+    theirs = reader_from_json(str(tmp_path / "raw"), None, dict(info, zip_data=None, compression=None))
+    for i in range(theirs.samples):
+        for key, value in theirs.get_item(i).items():
+            np.testing.assert_array_equal(got[i][key], value)
+
+
 @pytest.mark.parametrize("compression", [None, "zstd", "gz", "bz2"])
-def test_native_reader_reads_what_streaming_writes(tmp_path, compression):
+def test_native_reader_reads_every_plain_encoding_streaming_writes(tmp_path, compression):
     """Every plain encoding, with static and dynamic array shapes, over several shards and a merged
     index: the native reader returns what streaming's own reader returns."""
     from streaming import MDSWriter, StreamingDataset
 
-    from prolong_data.mds_format import read_samples
+    from prolong_data.inspection import iter_samples
 
     columns = {
         **SFT_COLUMNS,
@@ -123,7 +158,7 @@ def test_native_reader_reads_what_streaming_writes(tmp_path, compression):
     from streaming.base.util import merge_index
 
     merge_index([str(tmp_path / p / "index.json") for p in ("a", "b")], str(tmp_path))
-    got = list(read_samples(tmp_path))
+    got = list(iter_samples(tmp_path))
     ds = StreamingDataset(local=str(tmp_path), shuffle=False, batch_size=1)
     assert len(got) == len(ds) == 18 and len({shard for shard, _, _ in got}) > 4
     for (_, _, ours), i in zip(got, range(len(ds))):
@@ -151,16 +186,17 @@ def test_zstd_shards_compress_as_streaming_does_above_the_multithread_threshold(
 
 
 def test_native_reader_names_the_damaged_file(tmp_path):
-    from prolong_data.mds_format import MDSFormatError, read_samples
+    from prolong_data.inspection import iter_samples
+    from prolong_data.mds_format import MDSFormatError
 
     with NativeMDSWriter(tmp_path, PRETRAIN_COLUMNS) as w:
         for row in rows(3, 50, False):
             w.write(row)
     shard = tmp_path / "shard.00000.mds"
-    assert len(list(read_samples(tmp_path))) == 3
+    assert len(list(iter_samples(tmp_path))) == 3
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(MDSFormatError, match="shard.00000.mds.*truncated"):
-        list(read_samples(tmp_path))
+        list(iter_samples(tmp_path))
     shard.unlink()
     with pytest.raises(FileNotFoundError, match="shard.00000.mds"):
-        list(read_samples(tmp_path))
+        list(iter_samples(tmp_path))

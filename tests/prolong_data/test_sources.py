@@ -166,7 +166,8 @@ def test_repo_folders_skip_binary_vendored_generated_oversized(tmp_path):
             "__pycache__/b.cpython-311.pyc": b"\0\0",
         },
     )
-    os.symlink(tmp_path / "missing-target", repo / "broken.py")
+    os.symlink(tmp_path / "missing-target", repo / "broken.py")  # out of the repository: never read
+    os.symlink(repo / "missing-target", repo / "broken2.py")  # inside, but dangling
     make_repo(tmp_path, "single", {"only.py": "one file\n"})
     (tmp_path / "loose.py").write_text("not a repo\n")
     reader = RepoFolderReader([str(tmp_path)], max_file_bytes=1000)
@@ -177,7 +178,7 @@ def test_repo_folders_skip_binary_vendored_generated_oversized(tmp_path):
         == "# File: pkg/a/y.py\ny = 2\n\n# File: pkg/a/z.py\nz = 1\n\n# File: pkg/b.py\nprint('b')\n\n"
     )
     assert docs[0].metadata["files"] == 3
-    assert reader.bad.counts == {"unreadable_file": 1}
+    assert reader.bad.counts == {"outside_root": 1, "unreadable_file": 1}
     stats = {k: v.total for k, v in reader.stats.stats.items()}
     assert stats["skipped_binary_files"] == 1 and stats["skipped_generated_files"] == 1
     assert stats["skipped_oversized_files"] == 1 and stats["repos_too_few_files"] == 1

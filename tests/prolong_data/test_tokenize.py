@@ -17,7 +17,8 @@ from prolong_data import tokenize as T
 def test_import_prolong_data_does_not_import_torch():
     code = (
         "import sys, prolong_data, prolong_data.tokenize, prolong_data.packing, prolong_data.packing.steps, "
-        "prolong_data.mds, prolong_data.inspect, prolong_data.mixture\n"
+        "prolong_data.mds, prolong_data.inspection, prolong_data.verify, prolong_data.contract, "
+        "prolong_data.layout, prolong_data.mixture\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

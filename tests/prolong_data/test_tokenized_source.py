@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from prolong_data.mds import PRETRAIN_COLUMNS, SFT_COLUMNS
+from prolong_data.contract import PRETRAIN_COLUMNS, SFT_COLUMNS
 from prolong_data.mds_format import NativeMDSWriter, iter_samples, merge_indexes
 from prolong_data.sources.tokenized import TokenizedShardsReader
 

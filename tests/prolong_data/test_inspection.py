@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from pipelines.cli import main
-from prolong_data.inspect import ShardError, summarize, verify
-from prolong_data.mds import PRETRAIN_COLUMNS, write_manifest
+from prolong_data.contract import PRETRAIN_COLUMNS, ShardError
+from prolong_data.inspection import summarize
+from prolong_data.mds import write_manifest
+from prolong_data.verify import verify
 
 SEQ_LEN = 64
 
@@ -91,7 +93,7 @@ def test_verify_missing_folder_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         verify(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    assert main(["verify", str(tmp_path / "empty")]) == 1
+    assert main(["verify", str(tmp_path / "empty")]) == 2  # not a shard folder: a user error
 
 
 def test_inspect_prints_table_histogram_png_and_decoded_sample(tmp_path, capsys, tokenizer_json, llama3_tok):

@@ -1,12 +1,11 @@
-"""Look inside shard folders: `inspect` (what is there) and `verify` (is it all valid).
+"""Look inside shard folders (`prolong-data inspect`): domains, sequences, tokens, span lengths.
 
 A shard folder is either one domain (it has `index.json`) or a mixture root (it has domain
-folders, each with `index.json`); both commands accept either.
+folders, each with `index.json`); `inspect` and `verify` (`prolong_data.verify`) accept either.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,15 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from prolong_data.lengths import LENGTH_EDGES, bin_label, length_bins
-from prolong_data.mds import read_manifest
-from prolong_data.mds_format import read_samples
-
-REQUIRED_COLUMNS = {
-    "input_ids": "ndarray:uint32",
-    "indices": "ndarray:uint32",
-    "domain": "str",
-    "length": "int",
-}
+from prolong_data.mds_format import iter_shard, raw_shard_bytes, read_index
 
 
 def domain_folders(root: str | Path) -> list[Path]:
@@ -41,93 +32,14 @@ def domain_folders(root: str | Path) -> list[Path]:
     return found
 
 
-def _shard_infos(folder: Path) -> list[dict]:
-    index = json.loads((folder / "index.json").read_text())
-    return index["shards"]
-
-
 def iter_samples(folder: str | Path) -> Iterator[tuple[str, int, dict]]:
-    """(shard file, index in shard, row) for every sample of one MDS folder, in index order."""
-    return read_samples(folder)
-
-
-# --------------------------------------------------------------------------------------------
-# verify
-# --------------------------------------------------------------------------------------------
-
-
-class ShardError(ValueError):
-    """A sample that breaks the shard contract; the message names it."""
-
-
-def check_columns(folder: Path) -> None:
-    """Every shard of `folder` has the contract's columns with the contract's encodings."""
-    for info in _shard_infos(folder):
-        got = dict(zip(info["column_names"], info["column_encodings"]))
-        for name, encoding in REQUIRED_COLUMNS.items():
-            if got.get(name) != encoding:
-                raise ShardError(
-                    f"{folder}/{info['raw_data']['basename']}: column {name!r} is {got.get(name)!r}, "
-                    f"the contract says {encoding!r}"
-                )
-        if "mask" in got and got["mask"] != "ndarray:uint8":
-            raise ShardError(f"{folder}: column 'mask' is {got['mask']!r}, the contract says 'ndarray:uint8'")
-
-
-def check_sample(row: dict, seq_len: int | None) -> int:
-    """Raise `ShardError` if `row` breaks the contract; return its sequence length."""
-    ids, spans = row["input_ids"], row["indices"]
-    if ids.dtype != np.uint32 or spans.dtype != np.uint32:
-        raise ShardError(f"dtype is input_ids {ids.dtype} / indices {spans.dtype}, both must be uint32")
-    n = len(ids)
-    if int(row["length"]) != n:
-        raise ShardError(f"length column says {row['length']} but input_ids has {n} tokens")
-    if seq_len is not None and n != seq_len:
-        raise ShardError(f"sequence has {n} tokens, expected seq_len {seq_len}")
-    if spans.ndim != 2 or spans.shape[1] != 2 or len(spans) == 0:
-        raise ShardError(f"indices must have shape (n, 2) with n >= 1, got {spans.shape}")
-    starts, ends = spans[:, 0].astype(np.int64), spans[:, 1].astype(np.int64)
-    if starts[0] != 0 or ends[-1] != n:
-        raise ShardError(f"spans cover [{starts[0]}, {ends[-1]}), must cover [0, {n})")
-    if np.any(ends <= starts):
-        raise ShardError("a span is empty or reversed")
-    if np.any(starts[1:] != ends[:-1]):
-        gap = int(np.argmax(starts[1:] != ends[:-1]))
-        raise ShardError(
-            f"spans {gap} and {gap + 1} are not contiguous: {spans[gap].tolist()} {spans[gap + 1].tolist()}"
-        )
-    if "mask" in row and row["mask"] is not None:
-        mask = row["mask"]
-        if mask.dtype != np.uint8 or len(mask) != n:
-            raise ShardError(f"mask must be uint8 with {n} entries, got {mask.dtype} x {len(mask)}")
-        if np.any(mask > 1):
-            raise ShardError("mask holds values other than 0 and 1")
-    return n
-
-
-@dataclass
-class VerifyReport:
-    """What `verify` checked."""
-
-    folders: int = 0
-    samples: int = 0
-    tokens: int = 0
-
-
-def verify(root: str | Path) -> VerifyReport:
-    """Check every sample of every domain under `root`; raise `ShardError` at the first bad one."""
-    report = VerifyReport()
-    for folder in domain_folders(root):
-        check_columns(folder)
-        seq_len = read_manifest(folder).get("seq_len")
-        for shard, i, row in iter_samples(folder):
-            try:
-                report.tokens += check_sample(row, seq_len)
-            except ShardError as err:
-                raise ShardError(f"{folder.name}/{shard} sample {i}: {err}") from None
-            report.samples += 1
-        report.folders += 1
-    return report
+    """(shard file, index in shard, row) for every sample of one MDS folder, in index order
+    (read natively: no streaming, no torch)."""
+    folder = Path(folder)
+    for info in read_index(folder):
+        name = info["raw_data"]["basename"]
+        for i, row in enumerate(iter_shard(raw_shard_bytes(folder, info), info, str(folder / name))):
+            yield name, i, row
 
 
 # --------------------------------------------------------------------------------------------
