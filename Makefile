@@ -1,7 +1,8 @@
 # prolong-data: every command a researcher needs. `make shards` and `make test` work on a fresh
 # clone: the first run creates .venv from pyproject.toml (about 5 minutes), later runs reuse it
-# until pyproject.toml changes.
+# until pyproject.toml or constraints.txt changes.
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,15 +33,28 @@ TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BI
 # or add --parallel.sp=N), 2 gloo processes on a CPU
 TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
-.PHONY: venv venv-tf5 test test-slow test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
+.PHONY: venv venv-tf5 constraints test test-slow test-core-install test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# pip stays quiet: errors show; Python warnings of the build backend (setuptools' notes on editable
+# installs) and pip's notes about local index folders without a package do not.
+PIP_INSTALL := set -o pipefail; PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --constraint constraints.txt
+PIP_FILTER := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray,hub,quality]'
+	@$(PIP_INSTALL) --upgrade pip $(PIP_FILTER)
+	@echo "installing prolong-data with extras train,plot,dev,ray,hub,quality into $(VENV) (a few minutes the first time)"
+	@$(PIP_INSTALL) -e '.[train,plot,dev,ray,hub,quality]' $(PIP_FILTER)
 	@touch $(STAMP)
+
+## Rewrite constraints.txt from the versions installed in .venv (after changing pyproject.toml).
+constraints: $(STAMP)
+	@{ sed -n '1,2p' constraints.txt; echo "pip==$$($(BIN)/python -m pip --version | cut -d' ' -f2)"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+	@touch $(STAMP)  # the venv is what the new file says
 
 ## Fast tests (a few minutes on 2 cores).
 test: $(STAMP)
@@ -48,9 +62,15 @@ test: $(STAMP)
 
 ## End-to-end runs of the real commands on the sample corpus (CI runs these too).
 test-slow: $(STAMP)
-	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "slow and not gpu"
+	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "slow and not gpu and not core_install"
 
-test-all: test test-slow
+## The core install alone (no extras) in a fresh venv: build the demo, verify it, no torch (CI).
+## CORE_CONSTRAINTS=constraints-lowest.txt tries the lowest versions, CORE_CONSTRAINTS=none the newest.
+CORE_CONSTRAINTS ?= constraints.txt
+test-core-install: $(STAMP)
+	PROLONG_CORPUS=$(CORPUS) PROLONG_CORE_CONSTRAINTS=$(CORE_CONSTRAINTS) $(PYTEST) -q -m core_install tests/test_core_install.py
+
+test-all: test test-slow test-core-install
 
 ## The demo mixtures (CORPUS=path for another folder laid out like examples/corpus).
 shards: $(STAMP)

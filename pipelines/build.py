@@ -69,6 +69,9 @@ class BuildOptions:
     """RayPipelineExecutor arguments: cpus_per_task, mem_per_cpu_gb; `address` for ray.init."""
     report: bool = True
     """Write the report (tables and PNG plots) after finalizing."""
+    verbose: bool = False
+    """Show datatrove's INFO lines and per-task stats on the terminal (they always go to the log
+    files under `.build/logs/`), and progress as plain lines."""
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -325,7 +328,8 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     (a deleted or truncated shard or index, a missing partition or stats file) are found and run
     again; the others are skipped.
     """
-    from pipelines.executors import make_executor, require_complete
+    from pipelines.executors import make_executor, require_complete, restore_logs, route_logs
+    from pipelines.progress import PassProgress
     from pipelines.repair import reopen_damaged_tasks
 
     plans = prepare(recipe, options, fresh)
@@ -350,11 +354,33 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
         return None
     if options.executor == "local":
         warm_tokenizer(recipe.tokenizer)  # the local executor forks its workers: they inherit it
-    for name, step in passes:
-        executor = make_executor(options, [step], step.world_size, layout.logs(name), name)
-        executor.run()
-        require_complete(executor, name)
-    return finalize.finalize()
+    print(
+        f"building recipe {recipe.name} into {options.out}: "
+        + ", ".join(f"{name} {step.world_size} tasks" for name, step in passes)
+        + f", then finalize; logs in {layout.work / 'logs'}",
+        flush=True,
+    )
+    if not options.verbose:
+        route_logs(layout.log_file)
+    try:
+        for name, step in passes:
+            executor = make_executor(
+                options, [step], step.world_size, layout.logs(name), name, log_file=layout.log_file
+            )
+            display = PassProgress(
+                name,
+                step.jobs,
+                layout.stats(name),
+                layout.logs(name) / "completions",
+                tty=False if options.verbose else None,
+            )
+            with display:
+                executor.run()
+            require_complete(executor, name)
+        return finalize.finalize()
+    finally:
+        if not options.verbose:
+            restore_logs()
 
 
 class FinalizeBuild(PipelineStep):

@@ -29,6 +29,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_folder(args: argparse.Namespace) -> int:
+    from pipelines.report import NO_PLOTS, can_plot
     from prolong_data.inspection import domain_folders, format_summary, plot_histograms, sample_at, summarize
     from prolong_data.mds import read_manifest
 
@@ -36,7 +37,10 @@ def _inspect_folder(args: argparse.Namespace) -> int:
     summaries = [summarize(f) for f in folders]
     print(format_summary(summaries))
     png = Path(args.png) if args.png else Path(args.dir) / "inspect.png"
-    print(f"\nhistogram plot: {plot_histograms(summaries, png)}")
+    if can_plot():
+        print(f"\nhistogram plot: {plot_histograms(summaries, png)}")
+    else:
+        print(f"\nhistogram plot skipped: {NO_PLOTS}")
     if args.sample is not None:
         folder = folders[0] if args.domain is None else Path(args.dir) / args.domain
         row = sample_at(folder, args.sample)

@@ -13,15 +13,59 @@ from __future__ import annotations
 import copy
 import json
 import resource
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from prolong_data.layout import task_stats_file
+from prolong_data.layout import task_progress_file, task_stats_file
 from prolong_data.lengths import LENGTH_EDGES, length_bins
+
+
+class TaskProgress:
+    """Live counts of one running task for the build's progress display (`pipelines/progress.py`).
+
+    Counts the documents its first step (the reader) yields and the tokens of the tokenized
+    documents that reach `CountTokenized`, and writes them to a small JSON file at most once per
+    `interval` seconds. The task's final stats file carries the last counts; the live file is then
+    removed.
+    """
+
+    def __init__(self, path: Path, interval: float = 1.0):
+        self.path, self.interval = Path(path), interval
+        self.documents = self.tokens = 0
+        self._last = time.monotonic()
+
+    def documents_of(self, items):
+        for item in items:
+            self.documents += 1
+            self._tick()
+            yield item
+
+    def tokens_of(self, items):
+        for item in items:
+            self.tokens += len(item.tokens)
+            self._tick()
+            yield item
+
+    def counts(self) -> dict:
+        return {"documents": self.documents, "tokens": self.tokens}
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps(self.counts()))
+            tmp.replace(self.path)  # the display never reads half a file
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -37,7 +81,9 @@ class DomainTasks(PipelineStep):
     """Runs local task `r - offset` of the domain that owns global rank `r` (see module doc).
 
     After a task, the stats of its steps (and the worker's peak memory so far) are written to
-    `stats_folder/<domain>/<rank>.json` (overwritten by a rerun) for the build report.
+    `stats_folder/<domain>/<rank>.json` (overwritten by a rerun) for the build report. While it
+    runs, `TaskProgress` keeps `stats_folder/<domain>/<rank>.progress` up to date for the live
+    display.
     """
 
     name = "domain tasks"
@@ -67,10 +113,15 @@ class DomainTasks(PipelineStep):
             raise AssertionError(f"executor runs {world_size} tasks, the domains need {self.world_size}")
         job, local = self.locate(rank)
         steps = copy.deepcopy(job.steps)
+        progress = TaskProgress(task_progress_file(self.stats_folder, job.domain, local))
         with self.track_time():
             pipelined = None
-            for step in steps:
+            for i, step in enumerate(steps):
                 pipelined = step(pipelined, local, job.tasks)
+                if i == 0 and pipelined is not None:
+                    pipelined = progress.documents_of(pipelined)
+                elif isinstance(step, CountTokenized):
+                    pipelined = progress.tokens_of(pipelined)
             if pipelined is not None:
                 deque(pipelined, maxlen=0)
         report = {}
@@ -83,9 +134,11 @@ class DomainTasks(PipelineStep):
         extra["peak_rss_mb"] = round(
             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
         )  # this worker so far
+        extra["progress"] = progress.counts()
         path = task_stats_file(self.stats_folder, job.domain, local)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"steps": report, **extra}, indent=1, sort_keys=True) + "\n")
+        progress.finish()
         return iter(())
 
 

@@ -5,9 +5,52 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.utils.logging import logger, setup_default_logger
+
 LOCAL_START_METHOD = "fork" if sys.platform == "linux" else "forkserver"
 """How the local executor starts workers: forked on Linux, so they inherit what this process has
 loaded (the tokenizer above all); datatrove's fork server elsewhere (fork is unsafe on macOS)."""
+
+
+LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
+"""datatrove's own log line format (without its colours)."""
+
+
+def route_logs(log_file: str | Path | None) -> None:
+    """Send this process's loguru records at INFO and above to `log_file`, and only warnings and
+    errors to the terminal (datatrove's default sends everything to the terminal)."""
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING", format=LOG_FORMAT, colorize=False)
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        logger.add(str(log_file), level="INFO", format=LOG_FORMAT, mode="a", encoding="utf-8")
+
+
+def restore_logs() -> None:
+    """datatrove's default logging (everything to the terminal), as before `route_logs`."""
+    setup_default_logger()
+
+
+class QuietLocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor, its tasks' INFO lines and stats kept off the terminal.
+
+    Each task still logs everything to `logging_dir/logs/task_NNNNN.log`. datatrove gives a
+    console sink at INFO to the task of worker slot 0 and at ERROR to the others (`local_rank`
+    serves only that purpose), so every task is started as a non-zero slot: errors still reach
+    the terminal. After a task, datatrove puts its default (DEBUG) console sink back;
+    `route_logs` replaces it again.
+    """
+
+    def __init__(self, *args, log_file: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log_file = log_file
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        try:
+            return super()._run_for_rank(rank, local_rank + 1, node_rank)
+        finally:
+            route_logs(self.log_file)
 
 
 def check_executor_options(options) -> None:
@@ -23,22 +66,35 @@ def check_executor_options(options) -> None:
             raise ValueError("--executor ray needs ray: pip install 'prolong-data[ray]'")
 
 
-def make_executor(options, pipeline: list, tasks: int, logging_dir: Path, name: str, depends=None):
+def make_executor(
+    options,
+    pipeline: list,
+    tasks: int,
+    logging_dir: Path,
+    name: str,
+    depends=None,
+    log_file: Path | None = None,
+):
     """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
 
     Completion markers in `logging_dir/completions/` make reruns skip finished tasks. Local
-    workers start as `LOCAL_START_METHOD` says.
+    workers start as `LOCAL_START_METHOD` says. Unless `options.verbose`, local tasks keep their
+    INFO lines and stats to their log files, and the executor's own lines go to `log_file`.
     """
     if options.executor == "local":
-        from datatrove.executor import LocalPipelineExecutor
-
-        return LocalPipelineExecutor(
+        kwargs = {}
+        executor_class = LocalPipelineExecutor
+        if not options.verbose:
+            executor_class = QuietLocalExecutor
+            kwargs["log_file"] = None if log_file is None else str(log_file)
+        return executor_class(
             pipeline,
             tasks=tasks,
             workers=min(options.workers, tasks),
             logging_dir=str(logging_dir),
             depends=depends,
             start_method=LOCAL_START_METHOD,
+            **kwargs,
         )
     if options.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor

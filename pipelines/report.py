@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -75,8 +76,11 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
     print(text)
     if report:
         (layout.report / "report.md").write_text(text + "\n")
-        plot_document_lengths(rows, layout.report / "document_lengths.png")
-        plot_shares(summary, layout.report / "mixture_shares.png")
+        if can_plot():
+            plot_document_lengths(rows, layout.report / "document_lengths.png")
+            plot_shares(summary, layout.report / "mixture_shares.png")
+        else:
+            print(f"\nplots skipped: {NO_PLOTS}")
     return summary
 
 
@@ -199,6 +203,14 @@ def format_bad_input(bad: dict) -> str:
             where = example["file"] + (f":{example['line']}" if example.get("line") else "")
             lines.append(f"    {where} {example.get('detail', '')}".rstrip())
     return "\n".join(lines)
+
+
+NO_PLOTS = "matplotlib is not installed (pip install 'prolong-data[plot]')"
+
+
+def can_plot() -> bool:
+    """Whether matplotlib (the `plot` extra) is installed: the PNG plots need it, tables do not."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def plot_document_lengths(rows: dict, png: Path) -> None:

@@ -3,7 +3,7 @@
     prolong-data shards --recipe demo --out data/shards/demo [--corpus PATH]
         [--tasks N] [--workers N] [--executor local|slurm|ray]
         [--long-share 0.6] [--proportion DOMAIN=P ...] [--token-budget N] [--max-repeat X]
-        [--mixture-only [--mixture-file NAME]] [--fresh] [--no-report]
+        [--mixture-only [--mixture-file NAME]] [--fresh] [--no-report] [--verbose]
         [--FIELD=VALUE ...]
 
 Any recipe field can be overridden with a dotted flag: `--seq_len=32768`,
@@ -14,6 +14,8 @@ Run the same command again after a crash or a kill: finished tasks are skipped a
 come out identical to an uninterrupted build; finished tasks whose outputs were damaged since are
 run again. Exit status: 0 built; 1 a task failed (see its log; rerun to resume); 2 a user error
 (the message says what to fix; nothing in --out was changed). docs/guarantees.md has the details.
+A live display shows each pass's progress; the tasks' log lines and stats go to
+OUT/.build/logs/ (`--verbose` shows them here too).
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--mixture-file", default="mixture.json", help="name of the mixture file written in --out")
     p.add_argument("--fresh", action="store_true", help="delete a previous build in --out first")
     p.add_argument("--no-report", action="store_true", help="skip report/report.md and the PNG plots")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show datatrove's log lines and per-task stats here (always in OUT/.build/logs/)",
+    )
     slurm = p.add_argument_group("slurm (--executor slurm)")
     slurm.add_argument("--slurm-partition", default=None)
     slurm.add_argument("--slurm-time", default=None, help="time limit per job, e.g. 04:00:00")
@@ -135,6 +142,7 @@ def build_options(args: argparse.Namespace):
         slurm=slurm,
         ray=ray,
         report=not args.no_report,
+        verbose=args.verbose,
     )
 
 

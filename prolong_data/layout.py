@@ -6,7 +6,8 @@
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
-      .build/   options.json  partitions/<domain>/  logs/<pass>/  stats/<pass>/<domain>/NNNNN.json
+      .build/   options.json  partitions/<domain>/  logs/shards.log  logs/<pass>/
+                stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
 
 Passes are `read` and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
@@ -26,6 +27,7 @@ MANIFEST = "manifest.json"
 MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
 OPTIONS = "options.json"
+LOG_FILE = "shards.log"
 PASSES = ("read", "build", "finalize")
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
@@ -89,6 +91,11 @@ class BuildLayout:
         """datatrove's completion marker of global task `rank` of a pass."""
         return self.logs(pass_name) / "completions" / f"{rank:05d}"
 
+    @property
+    def log_file(self) -> Path:
+        """The `shards` command's own log lines (executors, warnings), beside the passes' task logs."""
+        return self.work / "logs" / LOG_FILE
+
     def stats(self, pass_name: str) -> Path:
         """Per-task stats of a pass: `<domain>/<local rank>.json` below it."""
         return self.work / "stats" / pass_name
@@ -109,3 +116,8 @@ class BuildLayout:
 def task_stats_file(stats_folder: str | Path, domain: str, rank: int) -> Path:
     """The stats file of local task `rank` of a domain in a pass's stats folder."""
     return Path(stats_folder) / domain / f"{rank:05d}.json"
+
+
+def task_progress_file(stats_folder: str | Path, domain: str, rank: int) -> Path:
+    """The live counts of running local task `rank` of a domain (removed when it finishes)."""
+    return Path(stats_folder) / domain / f"{rank:05d}.progress"

@@ -1,11 +1,12 @@
-"""A small writer of the MDS format (mosaicml-streaming, index version 2), byte for byte.
+"""A small writer and reader of the MDS format (mosaicml-streaming, index version 2).
 
-Why not `streaming.MDSWriter` in the build workers: importing `streaming` imports torch,
-torchvision and transformers, 5-7 s per worker process on this machine, which was half the wall
-time of a 20M-token build. This writer covers exactly the encodings of our shard contract
-(`ndarray:<dtype>` with a dynamic shape, `str`, `int`) and produces the same bytes as
-`streaming.MDSWriter` for the same rows and settings; `tests/prolong_data/test_mds_format.py`
-checks that, and the shards are read by `streaming.StreamingDataset` everywhere else.
+Why not `streaming` itself: importing it imports torch, torchvision and transformers (5-7 s per
+worker process, and a training stack that a data-only install does not have). The writer covers
+exactly the encodings of our shard contract (`ndarray:<dtype>` with a dynamic shape, `str`,
+`int`) and produces the same bytes as `streaming.MDSWriter` for the same rows and settings; the
+reader decodes what streaming's MDS reader decodes for the plain encodings (arrays, scalars,
+strings, bytes, JSON), so `verify`, `inspect`, the `tokenized` source and other readers of built
+shards need no torch. `tests/prolong_data/test_mds_format.py` checks both against streaming.
 
 Shard file layout (what `streaming` reads)::
 
@@ -33,6 +34,20 @@ COMPRESSIONS = {None: None, "zstd": ("zstd", 3)}
 """Shard compressions: name -> (file suffix, zstd level), as streaming names and levels them."""
 DEFAULT_SIZE_LIMIT = 1 << 27
 """Bytes per shard file before a new one starts (128 MiB)."""
+
+
+def compress(algorithm: str, data: bytes, level: int) -> bytes:
+    """`data` compressed as streaming's MDSWriter compresses a shard (same bytes).
+
+    streaming compresses with the `zstd` package, which runs libzstd in its multi-threaded mode;
+    that mode's output does not depend on the number of workers but differs from the one-threaded
+    mode above a few MB, so `zstandard` is asked for one worker thread (tested against `zstd`).
+    """
+    if algorithm != "zstd":
+        raise ValueError(f"the native writer compresses with zstd only, not {algorithm!r}")
+    import zstandard
+
+    return zstandard.ZstdCompressor(level=level, threads=1).compress(data)
 
 
 def encode_ndarray(encoding: str, value: np.ndarray) -> bytes:
@@ -133,12 +148,8 @@ class NativeMDSWriter:
         raw_info = {"basename": raw_name, "bytes": len(raw), "hashes": self._hash(raw)}
         zip_info = None
         if self.compression:
-            import zstandard
-
             algo, level = COMPRESSIONS[self.compression]
-            # streaming's `zstd.compress` runs zstd's multi-threaded mode (whose output does not
-            # depend on the worker count, but differs from the single-threaded mode's): same bytes
-            data = zstandard.ZstdCompressor(level=level, threads=1).compress(raw)
+            data = compress(algo, raw, level)
             zip_info = {"basename": f"{raw_name}.{algo}", "bytes": len(data), "hashes": self._hash(data)}
             (self.out / zip_info["basename"]).write_bytes(data)
         else:
@@ -218,22 +229,44 @@ def raw_shard_bytes(folder: str | Path, info: dict) -> bytes:
 
 
 def decompress(compression: str | None, data: bytes, name: str = "shard") -> bytes:
-    """The raw shard inside the bytes of a compressed shard file (zstd, as the writer writes)."""
-    if str(compression or "").split(":")[0] != "zstd":
-        raise MDSFormatError(f"{name}: compression {compression!r} is not supported (zstd is)")
-    import zstandard
+    """The raw shard inside the bytes of a compressed shard file: zstd (as the writer writes), or
+    gz and bz2 (streaming's other standard-library compressions)."""
+    algorithm = str(compression or "").split(":")[0]
+    if algorithm == "gz":
+        import gzip
 
+        opener, errors = gzip.decompress, (OSError, EOFError)
+    elif algorithm == "bz2":
+        import bz2
+
+        opener, errors = bz2.decompress, (OSError, EOFError)
+    elif algorithm == "zstd":
+        import zstandard
+
+        def opener(data: bytes) -> bytes:
+            with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+                return reader.read()
+
+        errors = (zstandard.ZstdError,)
+    else:
+        raise MDSFormatError(f"{name}: compression {compression!r} is not supported (zstd, gz, bz2 are)")
     try:
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            return reader.read()
-    except zstandard.ZstdError as err:
+        return opener(data)
+    except errors as err:
         raise MDSFormatError(f"{name} does not decompress ({err})") from None
 
 
+SCALAR_DTYPES = {name: np.dtype(name) for name in VALUE_DTYPES}
+"""Scalar column encodings (`uint32`, `float32`, ...): one fixed-size value."""
+
+
 def decode_column(encoding: str, data: bytes):
-    """One column value from its bytes: `ndarray:<dtype>[:<shape>]`, `str`, `bytes` or `int`."""
+    """One column value from its bytes, as streaming's reader returns it: `ndarray:<dtype>[:<shape>]`,
+    a scalar dtype (`uint32`, `float64`, ...), `str`, `bytes`, `int` or `json`."""
     if encoding.startswith("ndarray:"):
         parts = encoding.split(":")
+        if parts[1] not in VALUE_DTYPES:
+            raise MDSFormatError(f"column encoding {encoding!r} needs a fixed dtype for the native reader")
         dtype = np.dtype(parts[1])
         if len(parts) > 2:  # a static shape: the values only
             return np.frombuffer(data, dtype).reshape(tuple(int(d) for d in parts[2].split(",")))
@@ -247,6 +280,10 @@ def decode_column(encoding: str, data: bytes):
         return data
     if encoding == "int":
         return int(np.frombuffer(data, np.int64)[0])
+    if encoding == "json":
+        return json.loads(data.decode("utf-8"))
+    if encoding in SCALAR_DTYPES:
+        return np.frombuffer(data, SCALAR_DTYPES[encoding])[0]
     raise MDSFormatError(f"column encoding {encoding!r} is not supported by the native reader")
 
 

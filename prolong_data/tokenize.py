@@ -21,6 +21,7 @@ encoded as plain text by every engine, so documents can never inject control tok
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import re
@@ -182,6 +183,7 @@ def _load_tokenizer_json(path: Path):
 def _load_folder(path: Path):
     if (path / "tokenizer.json").is_file():
         return _load_tokenizer_json(path / "tokenizer.json")
+    _require_transformers(f"tokenizer folder {path} (no tokenizer.json)")
     from transformers import AutoTokenizer
 
     try:
@@ -193,6 +195,7 @@ def _load_folder(path: Path):
 
 
 def _load_from_hub(repo_id: str):
+    _require_transformers(f"hub tokenizer {repo_id!r}")
     from transformers import AutoTokenizer
 
     try:
@@ -202,6 +205,15 @@ def _load_from_hub(repo_id: str):
             f"could not fetch tokenizer {repo_id!r} from the hub ({type(err).__name__}). Offline? "
             "Use `llama3` or a local tokenizer.json instead."
         ) from err
+
+
+def _require_transformers(what: str) -> None:
+    """Raise `TokenizerError` naming the extra to install when transformers is missing."""
+    if importlib.util.find_spec("transformers") is None:
+        raise TokenizerError(
+            f"{what} needs transformers, which the core install leaves out: "
+            "pip install 'prolong-data[train]' (or give a tokenizer.json path)"
+        )
 
 
 def _read_tokenizer_config(spec: Path) -> dict:

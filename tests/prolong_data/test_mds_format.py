@@ -126,3 +126,77 @@ def test_native_reader_reads_what_streaming_reads(tmp_path):
     for i in range(theirs.samples):
         for key, value in theirs.get_item(i).items():
             np.testing.assert_array_equal(got[i][key], value)
+
+
+@pytest.mark.parametrize("compression", [None, "zstd", "gz", "bz2"])
+def test_native_reader_reads_every_plain_encoding_streaming_writes(tmp_path, compression):
+    """Every plain encoding, with static and dynamic array shapes, over several shards and a merged
+    index: the native reader returns what streaming's own reader returns."""
+    from streaming import MDSWriter, StreamingDataset
+
+    from prolong_data.inspection import iter_samples
+
+    columns = {
+        **SFT_COLUMNS,
+        "grid": "ndarray:float32:2,3",
+        "score": "float64",
+        "small": "uint8",
+        "blob": "bytes",
+        "meta": "json",
+    }
+    data = rows(9, 300, with_mask=True)
+    for i, row in enumerate(data):
+        row.update(
+            grid=np.full((2, 3), i, np.float32), score=i / 7, small=i, blob=bytes([i]) * i, meta={"i": i}
+        )
+    for part in ("a", "b"):
+        with MDSWriter(
+            out=str(tmp_path / part), columns=columns, compression=compression, size_limit=4000
+        ) as w:
+            for row in data:
+                w.write(row)
+    from streaming.base.util import merge_index
+
+    merge_index([str(tmp_path / p / "index.json") for p in ("a", "b")], str(tmp_path))
+    got = list(iter_samples(tmp_path))
+    ds = StreamingDataset(local=str(tmp_path), shuffle=False, batch_size=1)
+    assert len(got) == len(ds) == 18 and len({shard for shard, _, _ in got}) > 4
+    for (_, _, ours), i in zip(got, range(len(ds))):
+        theirs = ds[i]
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            if isinstance(value, np.ndarray):
+                assert np.array_equal(ours[key], value) and ours[key].dtype == value.dtype, key
+                assert ours[key].shape == value.shape, key
+            else:
+                assert ours[key] == value and type(ours[key]) is type(value), key
+
+
+def test_zstd_shards_compress_as_streaming_does_above_the_multithread_threshold():
+    """libzstd's one-threaded and multi-threaded modes give different frames above ~10 MB;
+    streaming's `zstd` package uses the multi-threaded one. 24 MB of tokens: same bytes."""
+    import zstd
+
+    from prolong_data.mds_format import compress, decompress
+
+    data = np.random.default_rng(5).integers(0, 1000, 24 * 2**20 // 4, dtype=np.uint32).tobytes()
+    ours = compress("zstd", data, 3)
+    assert ours == zstd.compress(data, 3)
+    assert decompress("zstd", ours) == data
+
+
+def test_native_reader_names_the_damaged_file(tmp_path):
+    from prolong_data.inspection import iter_samples
+    from prolong_data.mds_format import MDSFormatError
+
+    with NativeMDSWriter(tmp_path, PRETRAIN_COLUMNS) as w:
+        for row in rows(3, 50, False):
+            w.write(row)
+    shard = tmp_path / "shard.00000.mds"
+    assert len(list(iter_samples(tmp_path))) == 3
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(MDSFormatError, match="shard.00000.mds.*truncated"):
+        list(iter_samples(tmp_path))
+    shard.unlink()
+    with pytest.raises(FileNotFoundError, match="shard.00000.mds"):
+        list(iter_samples(tmp_path))

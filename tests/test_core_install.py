@@ -1,0 +1,126 @@
+"""The core install alone: a fresh venv with `pip install prolong-data` (no extras) builds the demo
+mixture, verifies and inspects it, and has no torch, transformers, mosaicml-streaming or cloud SDK.
+
+Run by `make test-core-install` (and CI). pip installs from the same constraints file as
+`make venv`, so the versions are the tested ones; the repository is copied first, because a
+non-editable install builds inside the source folder. `PROLONG_CORE_CONSTRAINTS` names another
+constraints file (`constraints-lowest.txt`: the lower bounds of pyproject.toml), or `none` for
+the newest versions pyproject.toml allows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.core_install]
+
+REPO = Path(__file__).resolve().parents[1]
+TOP_LEVEL_SKIP = {".venv", ".git", "data", "runs", "build", ".pytest_cache", ".ruff_cache"}
+"""Local outputs and environments at the top of a checkout: not part of the package."""
+
+
+def copy_ignore(folder: str, names: list[str]) -> set[str]:
+    skip = {n for n in names if n == "__pycache__" or n.endswith(".egg-info")}
+    return skip | (TOP_LEVEL_SKIP & set(names) if Path(folder) == REPO else set())
+
+
+NOT_IN_CORE = (
+    "torch",
+    "torchvision",
+    "transformers",
+    "mosaicml-streaming",
+    "llama-models",
+    "matplotlib",
+    "boto3",
+    "azure-storage-blob",
+    "google-cloud-storage",
+    "oci",
+    "paramiko",
+)
+TIMEOUT = 1800  # seconds for one step: pip and the build take a minute or two on 2 busy cores
+
+
+def run(cmd: list, cwd: Path, env: dict) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    return done
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory) -> tuple[Path, dict, dict]:
+    root = tmp_path_factory.mktemp("core")
+    source = root / "src"
+    shutil.copytree(REPO, source, ignore=copy_ignore)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PYTHONWARNINGS"] = "ignore"  # setuptools' build notes; pip's errors still show
+    venv = root / "venv"
+    made = run([sys.executable, "-m", "venv", venv], root, env)
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    constraints = os.environ.get("PROLONG_CORE_CONSTRAINTS") or "constraints.txt"
+    pins = [] if constraints == "none" else ["--constraint", source / constraints]
+    if pins:  # the pip version of the constraints, as `make venv` does
+        upgraded = run([python, "-m", "pip", "install", "--quiet", *pins, "--upgrade", "pip"], root, env)
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    installed = run([python, "-m", "pip", "install", "--quiet", *pins, source], root, env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    listed = run([python, "-m", "pip", "list", "--format=freeze"], root, env)
+    versions = dict(line.split("==", 1) for line in listed.stdout.splitlines() if "==" in line)
+    print(f"core install with {constraints}:", " ".join(f"{k}=={v}" for k, v in sorted(versions.items())))
+    if pins:  # the constraints were applied: every pinned package that is installed has its pin
+        wanted = read_pins(source / constraints)
+        got = {normalize(k): v for k, v in versions.items()}
+        assert {k: got[k] for k in wanted if k in got} == {k: v for k, v in wanted.items() if k in got}
+    return venv, {normalize(k): v for k, v in versions.items()}, env
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def read_pins(path: Path) -> dict[str, str]:
+    lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    return {normalize(line.split("==")[0]): line.split("==")[1] for line in lines if "==" in line}
+
+
+def test_core_install_has_no_training_stack(core_venv):
+    venv, versions, env = core_venv
+    assert "prolong-data" in versions and "datatrove" in versions
+    assert not versions.keys() & set(NOT_IN_CORE), versions.keys() & set(NOT_IN_CORE)
+    imported = run([venv / "bin" / "python", "-c", "import torch"], venv, env)
+    assert imported.returncode != 0 and "No module named 'torch'" in imported.stderr
+    core = "import gigatoken, jinja2, orjson, pyarrow.parquet, tiktoken, tokenizers, yaml, zstandard"
+    imported = run([venv / "bin" / "python", "-c", core], venv, env)
+    assert imported.returncode == 0, imported.stderr
+
+
+def test_core_install_builds_verifies_and_inspects_the_demo(core_venv, corpus, tmp_path):
+    venv, _, env = core_venv
+    cli = venv / "bin" / "prolong-data"
+    out = tmp_path / "demo"
+    built = run([cli, "shards", "--recipe", "demo", "--out", out, "--corpus", corpus], tmp_path, env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "plots skipped" in built.stdout and (out / "mixture.json").is_file()
+    verified = run([cli, "verify", out], tmp_path, env)
+    assert verified.returncode == 0 and verified.stdout.startswith("verify OK"), verified.stderr
+    inspected = run([cli, "inspect", out], tmp_path, env)
+    assert inspected.returncode == 0 and "book-65536" in inspected.stdout, inspected.stderr
+
+
+def test_core_install_builds_the_sft_demo(core_venv, corpus, tmp_path):
+    """Chat templates (jinja2) and best-fit packing with masks, in the core install too."""
+    venv, _, env = core_venv
+    cli = venv / "bin" / "prolong-data"
+    out = tmp_path / "sft"
+    built = run([cli, "shards", "--recipe", "sft-demo", "--out", out, "--corpus", corpus], tmp_path, env)
+    assert built.returncode == 0, built.stdout + built.stderr
+    verified = run([cli, "verify", out], tmp_path, env)
+    assert verified.returncode == 0 and verified.stdout.startswith("verify OK"), verified.stderr
