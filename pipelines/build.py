@@ -398,7 +398,7 @@ class FinalizeBuild(PipelineStep):
         return iter(())
 
     def finalize(self) -> dict:
-        from pipelines.report import finalize_build
+        from pipelines.finalize import finalize_build
 
         return finalize_build(self.recipe, self.domains, Path(self.out), report=self.report)
 

@@ -29,7 +29,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_folder(args: argparse.Namespace) -> int:
-    from pipelines.report import NO_PLOTS, can_plot
+    from pipelines.finalize import NO_PLOTS, can_plot
     from prolong_data.inspection import domain_folders, format_summary, plot_histograms, sample_at, summarize
     from prolong_data.mds import read_manifest
 

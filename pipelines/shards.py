@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            from pipelines.report import remix
+            from pipelines.finalize import remix
 
             remix(recipe, options.out, args.mixture_file)
             return 0

@@ -35,3 +35,33 @@ class RecallTask:
     def score(self, output: str, example: Example) -> float:
         """0..100 for one generated output."""
         raise NotImplementedError
+
+    def make_example(
+        self,
+        index: int,
+        length: int,
+        depth: float,
+        fmt: PromptFormat,
+        *,
+        prompt: str,
+        answers: list[str],
+        prompt_tokens: int,
+        answer_prefix: str,
+        context_span: tuple[int, int],
+        **extra,
+    ) -> Example:
+        """The `Example` of this task; a base-model prompt keeps ``answer_prefix``, a chat prompt none."""
+        return Example(
+            id=f"{self.name}/{length}/{index}",
+            task=self.name,
+            target_length=length,
+            depth=depth,
+            prompt=prompt,
+            answers=answers,
+            prompt_tokens=prompt_tokens,
+            max_new_tokens=self.max_new_tokens,
+            chat=fmt.chat,
+            answer_prefix="" if fmt.chat else answer_prefix,
+            context_span=context_span,
+            **extra,
+        )

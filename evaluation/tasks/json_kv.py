@@ -110,17 +110,15 @@ class JsonKV(RecallTask):
             raise RuntimeError(f"json_kv: fitted {n} tokens for a target of {length}")
         prompt, start, end = render(k, pad)
         assert prompt.count(query[1]) == 1, "the answer must occur exactly once"
-        return Example(
-            id=f"{self.name}/{length}/{index}",
-            task=self.name,
-            target_length=length,
-            depth=depth,
+        return self.make_example(
+            index,
+            length,
+            depth,
+            fmt,
             prompt=prompt,
             answers=[query[1]],
             prompt_tokens=n,
-            max_new_tokens=self.max_new_tokens,
-            chat=fmt.chat,
-            answer_prefix="" if fmt.chat else ANSWER_PREFIX,
+            answer_prefix=ANSWER_PREFIX,
             context_span=(start, end),
         )
 

@@ -151,17 +151,15 @@ class Needles(RecallTask):
         for value in values:
             if prompt.count(value) != 1:  # the haystack happens to hold this number: draw the example again
                 return self.example(index, length, depth, rng, fmt, haystack)
-        return Example(
-            id=f"{self.name}/{length}/{index}",
-            task=self.name,
-            target_length=length,
-            depth=depth,
+        return self.make_example(
+            index,
+            length,
+            depth,
+            fmt,
             prompt=prompt,
             answers=answers,
             prompt_tokens=n,
-            max_new_tokens=self.max_new_tokens,
-            chat=fmt.chat,
-            answer_prefix="" if fmt.chat else prefix,
+            answer_prefix=prefix,
             context_span=(begin, end),
             distractors=values[self.values :],
         )
