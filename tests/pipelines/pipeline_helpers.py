@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from corpus_files import book_files, corpus_file, plain_name, read_bytes
@@ -101,3 +102,18 @@ def tree_bytes(root: Path, skip=(".build",)) -> dict[str, bytes]:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def shards_command(recipe: Path | str, out: Path, *options: str) -> list[str]:
+    """The `prolong-data shards` command line, run with this interpreter, plus `options`."""
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "shards",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(out),
+        *options,
+    ]

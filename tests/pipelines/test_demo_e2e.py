@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pipeline_helpers import tree_bytes
+from pipeline_helpers import shards_command, tree_bytes
 
 from prolong_data.inspection import iter_samples
 from prolong_data.mixture import read_mixture, to_streams
@@ -35,22 +34,7 @@ DOMAINS = [
 
 
 def demo_command(out: Path, corpus: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "shards",
-        "--recipe",
-        "demo",
-        "--out",
-        str(out),
-        "--corpus",
-        str(corpus),
-        "--tasks",
-        "2",
-        "--workers",
-        "2",
-    ]
+    return shards_command("demo", out, "--corpus", str(corpus), "--tasks", "2", "--workers", "2")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_helpers import read_json, tiny_recipe, tree_bytes
+from pipeline_helpers import read_json, shards_command, tiny_recipe, tree_bytes
 
 from pipelines.cli import main
 from prolong_data.inspection import iter_samples
@@ -159,18 +158,7 @@ def test_the_same_command_repairs_a_damaged_build_to_the_same_bytes(reference, t
 
 
 def _command(recipe: Path, out: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "shards",
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(out),
-        "--workers",
-        "1",
-    ]
+    return shards_command(recipe, out, "--workers", "1")
 
 
 def _completions(out: Path, pass_name: str) -> int:

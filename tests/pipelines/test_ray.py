@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import tree_bytes
+from pipeline_helpers import shards_command, tree_bytes
 
 pytestmark = [
     pytest.mark.slow,
@@ -20,24 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def build(recipe: Path, out: Path, executor: str) -> None:
-    cmd = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "shards",
-        "--recipe",
-        str(recipe),
-        "--out",
-        str(out),
-        "--executor",
-        executor,
-        "--tasks",
-        "2",
-        "--workers",
-        "2",
-        "--ray-mem-per-cpu-gb",
-        "0.5",
-    ]
+    options = ["--executor", executor, "--tasks", "2", "--workers", "2", "--ray-mem-per-cpu-gb", "0.5"]
+    cmd = shards_command(recipe, out, *options)
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
