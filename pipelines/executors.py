@@ -156,7 +156,7 @@ def make_executor(
         return executor_class(
             pipeline,
             tasks=tasks,
-            workers=min(options.workers or os.cpu_count() or 1, tasks),
+            workers=_local_workers(options, tasks),
             logging_dir=str(logging_dir),
             depends=depends,
             start_method=LOCAL_START_METHOD,
@@ -187,13 +187,18 @@ def make_executor(
     return RayPipelineExecutor(
         pipeline,
         tasks=tasks,
-        workers=min(options.workers or os.cpu_count() or 1, tasks),
+        workers=_local_workers(options, tasks),
         logging_dir=str(logging_dir),
         cpus_per_task=resources.cpus,
         mem_per_cpu_gb=resources.mem_gb / resources.cpus,
         ray_remote_kwargs=dict(settings.ray.remote) or None,
         time=None if resources.time is None else time_seconds(resources.time),
     )
+
+
+def _local_workers(options, tasks: int) -> int:
+    """Tasks at once on this machine (local) or in Ray: `--workers`, else one per CPU here."""
+    return min(options.workers or os.cpu_count() or 1, tasks)
 
 
 def _init_ray(ray_settings: RaySettings) -> None:

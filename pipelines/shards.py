@@ -250,6 +250,11 @@ def _merge_into(tree: dict, more: dict) -> None:
 def build_options(args: argparse.Namespace):
     from pipelines.build import BuildOptions
 
+    if "://" in args.out:
+        raise ValueError(
+            f"--out {args.out}: output to a URL is not supported; build into a folder on a file system the "
+            "workers share, then copy it to object storage (docs/scale-out.md)"
+        )
     return BuildOptions(
         out=Path(args.out),
         tasks=args.tasks,

@@ -183,6 +183,15 @@ def test_a_bad_ray_option_is_refused_before_ray_starts(tmp_path, tiny_recipe_fil
     assert not out.exists()
 
 
+def test_an_object_store_url_as_out_is_refused_not_made_a_local_folder(
+    tmp_path, tiny_recipe_file, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a URL taken for a path would create ./s3:/bucket/demo here
+    assert main(["shards", "--recipe", str(tiny_recipe_file), "--out", "s3://bucket/demo"]) == 2
+    assert "output to a URL is not supported" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tiny_recipe_file]
+
+
 def test_resources_change_no_byte_so_a_resume_with_more_memory_is_the_same_build(tmp_path, tiny_recipe_file):
     from pipelines.build import shard_inputs
 
