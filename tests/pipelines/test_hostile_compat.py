@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_helpers import read_json, tiny_recipe
+from corpus_files import small_byte_level_bpe
+from pipeline_helpers import read_json, tiny_recipe, verify_cli
 
 from pipelines.cli import main
 from prolong_data.contract import PRETRAIN_COLUMNS
@@ -25,16 +26,8 @@ BOOK = "book-1024"
 @pytest.fixture(scope="module")
 def small_tokenizer(tmp_path_factory, tiny_corpus) -> str:
     """A byte-level BPE tokenizer.json with 600 ids (`<s>` 0, `</s>` 1), trained on the tiny books."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     texts = [p.read_text(errors="replace") for p in sorted((tiny_corpus / "books").iterdir())]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(texts, trainer)
+    bpe = small_byte_level_bpe(texts)
     path = tmp_path_factory.mktemp("small_tok") / "tokenizer.json"
     bpe.save(str(path))
     return str(path)
@@ -163,13 +156,6 @@ def test_sequences_with_ids_outside_the_vocabulary_are_counted_and_skipped(tmp_p
 @pytest.fixture
 def build_copy(built, tmp_path) -> Path:
     return Path(shutil.copytree(built, tmp_path / "build", symlinks=True))
-
-
-def verify_cli(path, capsys) -> tuple[int, str]:
-    code = main(["verify", str(path)])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out + captured.err
 
 
 def test_verify_reports_tokens_that_are_no_ids_of_the_recorded_tokenizer(build_copy, capsys):
