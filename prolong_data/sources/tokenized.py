@@ -77,6 +77,7 @@ class TokenizedShardsReader(PipelineStep):
         self.bos_id, self.eos_id, self.rejoin = bos_id, eos_id, rejoin
         self.tokenizer = tokenizer
         """The recipe's tokenizer spec: the shards' ids must be ids of it (None: unchecked)."""
+        self._recipe_tokenizer: dict | None = None
         self.bad_input_file = bad_input_file
         self.bad = BadInputLog()
 
@@ -97,12 +98,15 @@ class TokenizedShardsReader(PipelineStep):
                 check_first_sample_ids(path, recipe_tokenizer)
 
     def recipe_tokenizer(self) -> dict | None:
-        """The recipe tokenizer's manifest entry (`LoadedTokenizer.describe`), or None."""
+        """The recipe tokenizer's manifest entry (`LoadedTokenizer.describe`), or None. Kept once
+        known: `check` finds it in the main process, and the workers get it with the step."""
         if self.tokenizer is None:
             return None
-        from prolong_data.tokenize import load_tokenizer
+        if self._recipe_tokenizer is None:
+            from prolong_data.tokenize import load_tokenizer
 
-        return load_tokenizer(self.tokenizer).describe()
+            self._recipe_tokenizer = load_tokenizer(self.tokenizer).describe()
+        return self._recipe_tokenizer
 
     def boundary_ids(self, folder: str) -> tuple[int, int]:
         """(BOS, EOS) of `folder`: the manifest's, else the configured ones, else Llama-3's."""
