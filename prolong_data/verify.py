@@ -128,7 +128,10 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
         try:
             mixture, base = read_mixture(root / MIXTURE)
         except (ValueError, KeyError, TypeError) as err:
-            report.problems.append(f"{root / MIXTURE}: not a valid mixture ({type(err).__name__}: {err})")
+            named = str(root / MIXTURE) in str(err)  # a shape problem names the file already
+            report.problems.append(
+                str(err) if named else f"{root / MIXTURE}: not a valid mixture ({type(err).__name__}: {err})"
+            )
         else:
             for domain, folder in mixture.resolved_paths(base).items():
                 wanted[domain] = folder
