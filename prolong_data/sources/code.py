@@ -60,9 +60,9 @@ class RepoOrdering:
 
     file_order: str = "path"
 
-    def ordered(self, repo: str, files, languages=None) -> list[tuple[str, str]]:
+    def ordered(self, repo: str, files, languages=None, left_out=()) -> list[tuple[str, str]]:
         """`files` in this step's file order; the dependency counts are added to the step's stats."""
-        files, counts = order_files(repo, files, self.file_order, languages)
+        files, counts = order_files(repo, files, self.file_order, languages, left_out)
         if counts is not None:
             self.order_counts = getattr(self, "order_counts", OrderCounts()) + counts
         return files
@@ -141,16 +141,18 @@ class RepoFolderReader(RepoOrdering, SourceReader):
 
     def read_unit(self, unit: str) -> Iterator[Document]:
         root = Path(unit)
-        files = []
+        files, left_out = [], []
         for rel in self.repo_files(root):
             content = self.read_file(root, rel)
             if content is not None:
                 files.append((rel, content))
+            elif rel.endswith("__init__.py"):
+                left_out.append(rel)  # an empty one still makes its folder a package
         if len(files) < max(self.min_files, 1):
             self.stat_update("repos_too_few_files")
             return
         self.stat_update("repo_files", value=len(files))
-        files = self.ordered(root.name, files)
+        files = self.ordered(root.name, files, left_out=left_out)
         yield document(repo_document(root.name, files, self.header), root.name, root.name, files=len(files))
 
     def repo_files(self, root: Path) -> list[str]:

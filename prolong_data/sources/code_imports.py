@@ -56,17 +56,22 @@ def language_of(path: str, lang: str = "") -> str | None:
 class RepoIndex:
     """The file paths of one repository, indexed for resolving imports."""
 
-    def __init__(self, paths: Iterable[str], repo: str = ""):
+    def __init__(self, paths: Iterable[str], repo: str = "", left_out: Iterable[str] = ()):
         self.paths = set(paths)
+        self.packages = {
+            posixpath.dirname(p) for p in (*self.paths, *left_out) if posixpath.basename(p) == "__init__.py"
+        }
         self.repo = repo.rsplit("/", 1)[-1]
         self.folders: dict[str, list[str]] = defaultdict(list)
         for path in sorted(self.paths):
             self.folders[posixpath.dirname(path)].append(path)
         self.python_roots = self._python_roots()
+        self.root_is_named_package = bool(self.repo) and self.is_package("")
+        """The repository root is the package named like the repository (`asyncio/`)."""
 
     def is_package(self, folder: str) -> bool:
-        """True when `folder` holds an `__init__.py`."""
-        return posixpath.join(folder, "__init__.py") in self.paths
+        """True when `folder` holds an `__init__.py` (in the document or left out of it, e.g. empty)."""
+        return folder in self.packages
 
     def _python_roots(self) -> list[str]:
         """Folders absolute Python imports resolve from: the root, then each folder holding a
@@ -142,9 +147,11 @@ def resolve_python(path: str, text: str, index: RepoIndex) -> set[str]:
             for _ in range(level - 1):
                 base = posixpath.dirname(base)
             bases = [base]
+        elif module.split(".")[0] == "__main__":
+            continue  # the running program, never a file by that name
         else:
             bases = _absolute_bases(folder, module, index)
-            if module.split(".")[0] == index.repo and index.is_package(""):
+            if module.split(".")[0] == index.repo and index.root_is_named_package:
                 module = module.partition(".")[2]  # `import asyncio.events` inside asyncio/
         for base in bases:
             found = _python_target(base, module, names, index)
@@ -156,11 +163,14 @@ def resolve_python(path: str, text: str, index: RepoIndex) -> set[str]:
 
 
 def _absolute_bases(folder: str, module: str, index: RepoIndex) -> list[str]:
-    """Where an absolute import is looked up, first match wins."""
-    if module.split(".")[0] == index.repo and index.is_package(""):
+    """Where an absolute import is looked up, first match wins. Inside a repository that is a
+    package (`idlelib/`), only names under the package's own name are its files (`import
+    __main__` is not `idlelib/__main__.py`)."""
+    named = index.root_is_named_package
+    if named and module.split(".")[0] == index.repo:
         return [""]
     own = [] if index.is_package(folder) else [folder]  # a script's folder is on its path
-    return own + [root for root in index.python_roots if root != folder]
+    return own + [root for root in index.python_roots if root != folder and not (named and root == "")]
 
 
 def _python_target(base: str, module: str, names: list[str], index: RepoIndex) -> set[str]:
@@ -299,13 +309,18 @@ def resolve_java(path: str, text: str, classes: dict[str, str], packages: dict[s
 
 
 def repository_imports(
-    files: Sequence[tuple[str, str]], repo: str = "", languages: dict[str, str] | None = None
+    files: Sequence[tuple[str, str]],
+    repo: str = "",
+    languages: dict[str, str] | None = None,
+    left_out: Iterable[str] = (),
 ) -> dict[str, set[str]]:
     """For each (relative posix path, text) of a repository, the other files of it that the file
     imports. `repo` is the repository's name (for a root that is itself a Python package);
-    `languages` maps a path to The Stack's `lang` for files whose extension names no parser."""
+    `languages` maps a path to The Stack's `lang` for files whose extension names no parser;
+    `left_out` names files of the repository that are not in `files` (an empty `__init__.py`
+    still makes its folder a package)."""
     texts = dict(files)
-    index = RepoIndex(texts, repo)
+    index = RepoIndex(texts, repo, left_out)
     languages = languages or {}
     go = java = None
     imports: dict[str, set[str]] = {}

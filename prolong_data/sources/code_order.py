@@ -132,14 +132,21 @@ def dependency_order(paths: Sequence[str], imports: Mapping[str, set[str]]) -> t
 
 
 def order_files(
-    repo: str, files: Sequence[tuple[str, str]], file_order: str, languages: Mapping[str, str] | None = None
+    repo: str,
+    files: Sequence[tuple[str, str]],
+    file_order: str,
+    languages: Mapping[str, str] | None = None,
+    left_out: Sequence[str] = (),
 ) -> tuple[list[tuple[str, str]], OrderCounts | None]:
     """A repository's (path, text) files in `file_order` (one of `FILE_ORDERS`), and the counts
-    of a dependency order (None for path order). `languages` maps paths to The Stack's `lang`."""
+    of a dependency order (None for path order). `languages` maps paths to The Stack's `lang`;
+    `left_out` names files of the repository not in `files` (see `repository_imports`)."""
     if file_order not in FILE_ORDERS:
         raise ValueError(f"file_order must be one of {FILE_ORDERS}, got {file_order!r}")
     if file_order == "path":
         return sorted(files), None
     texts = dict(files)
-    order, counts = dependency_order(list(texts), repository_imports(files, repo, dict(languages or {})))
+    order, counts = dependency_order(
+        list(texts), repository_imports(files, repo, dict(languages or {}), left_out)
+    )
     return [(path, texts[path]) for path in order], counts
