@@ -59,21 +59,22 @@ class RepoOrdering:
     `file_order` and counts what a dependency order found (`code_order.ORDER_STATS`)."""
 
     file_order: str = "path"
+    order_counts: OrderCounts | None = None
+    """The dependency counts gathered since the last report (None: nothing ordered by dependency)."""
 
     def ordered(self, repo: str, files, languages=None, left_out=()) -> list[tuple[str, str]]:
-        """`files` in this step's file order; the dependency counts are added to the step's stats."""
+        """`files` in this step's file order, the dependency counts gathered."""
         files, counts = order_files(repo, files, self.file_order, languages, left_out)
         if counts is not None:
-            self.order_counts = getattr(self, "order_counts", OrderCounts()) + counts
+            self.order_counts = (self.order_counts or OrderCounts()) + counts
         return files
 
     def report_order_counts(self) -> None:
         """Add the counts gathered since the last report to the step's statistics."""
-        counts = getattr(self, "order_counts", None)
-        if counts is not None:
-            for key, value in counts.stats().items():
+        if self.order_counts is not None:
+            for key, value in self.order_counts.stats().items():
                 self.stat_update(key, value=value)
-            self.order_counts = OrderCounts()
+            self.order_counts = None
 
 
 def check_file_order(file_order: str) -> str:

@@ -273,6 +273,7 @@ def test_stack_rows_grouped_by_repo_over_many_files_and_tasks(tmp_path):
     for doc in out:
         headers = [line for line in doc.text.splitlines() if line.startswith("# File: ")]
         assert headers == [f"# File: {doc.id}/{p}" for p in ("a.py", "m/x.py", "z.py")]
+        assert doc.metadata["languages"] == ["Python"]  # The Stack's `lang`, carried through the join
 
 
 def test_partition_rerun_truncates(tmp_path):
