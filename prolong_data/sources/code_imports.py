@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import posixpath
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
@@ -106,7 +107,9 @@ def python_imports(text: str) -> list[tuple[int, str, list[str]]]:
     """Module-level imports of a Python file as (level, module, names): `import a.b` is
     (0, "a.b", []), `from ..a import b, c` is (2, "a", ["b", "c"])."""
     try:
-        tree = ast.parse(text)
+        with warnings.catch_warnings():  # invalid escapes in other people's code: not our news
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return _python_imports_by_regex(text)
     found: list[tuple[int, str, list[str]]] = []

@@ -241,3 +241,8 @@ def test_scripts_and_tests_outside_the_packages_import_them():
     assert imports["setup.py"] == {"pkg/__init__.py"}
     assert imports["tests/test_core.py"] == {"pkg/core.py", "tests/helpers.py"}
     assert imports["src/other/mod.py"] == {"src/other/__init__.py"}
+
+
+def test_parsing_other_peoples_code_warns_nothing(recwarn):
+    repository_imports([("a.py", 'import b\nPATTERN = "\\d+"\n'), ("b.py", "")], "r")
+    assert not recwarn.list
