@@ -140,11 +140,11 @@ def _python_imports_by_regex(text: str) -> list[tuple[int, str, list[str]]]:
     return found
 
 
-def resolve_python(path: str, text: str, index: RepoIndex) -> set[str]:
-    """The repository files a Python file imports at module level."""
+def resolve_python(path: str, imports: list[tuple[int, str, list[str]]], index: RepoIndex) -> set[str]:
+    """The repository files a Python file imports at module level (`imports` from `python_imports`)."""
     folder = posixpath.dirname(path)
     targets: set[str] = set()
-    for level, module, names in python_imports(text):
+    for level, module, names in imports:
         if level:
             base = folder
             for _ in range(level - 1):
@@ -321,16 +321,28 @@ def repository_imports(
     imports. `repo` is the repository's name (for a root that is itself a Python package);
     `languages` maps a path to The Stack's `lang` for files whose extension names no parser;
     `left_out` names files of the repository that are not in `files` (an empty `__init__.py`
-    still makes its folder a package)."""
+    still makes its folder a package). A folder whose Python files import relatively is a
+    package too (a relative import works only there), so an empty `__init__.py` dropped
+    before the join of The Stack rows does not hide one below the root."""
     texts = dict(files)
-    index = RepoIndex(texts, repo, left_out)
     languages = languages or {}
+    python = {
+        path: python_imports(text)
+        for path, text in texts.items()
+        if language_of(path, languages.get(path, "")) == "python"
+    }
+    implied = [
+        posixpath.join(posixpath.dirname(p), "__init__.py")
+        for p, found in python.items()
+        if posixpath.dirname(p) and any(f[0] for f in found)
+    ]  # not the root: whether the root is a package named like the repository is for `left_out` to say
+    index = RepoIndex(texts, repo, [*left_out, *implied])
     go = java = None
     imports: dict[str, set[str]] = {}
     for path, text in texts.items():
         language = language_of(path, languages.get(path, ""))
-        if language == "python":
-            imports[path] = resolve_python(path, text, index)
+        if path in python:
+            imports[path] = resolve_python(path, python[path], index)
         elif language == "c":
             imports[path] = resolve_c(path, text, index)
         elif language == "js":

@@ -246,3 +246,17 @@ def test_scripts_and_tests_outside_the_packages_import_them():
 def test_parsing_other_peoples_code_warns_nothing(recwarn):
     repository_imports([("a.py", 'import b\nPATTERN = "\\d+"\n'), ("b.py", "")], "r")
     assert not recwarn.list
+
+
+def test_relative_imports_make_a_package_when_its_empty_init_was_dropped():
+    """The Stack rows of an empty `__init__.py` are dropped before the join: `src/pkg/` still
+    counts as a package (its files import relatively), so `src` is where `pkg` is imported from."""
+    files = [
+        ("src/pkg/core.py", "from .util import x\n"),
+        ("src/pkg/util.py", "x = 1\n"),
+        ("src/pkg/types.py", "T = int\n"),
+        ("src/pkg/cli.py", "import types\nfrom pkg.core import run\n"),
+    ]
+    imports = repository_imports(files, "org/pkg")
+    assert imports["src/pkg/cli.py"] == {"src/pkg/core.py"}  # `import types` is the standard library's
+    assert imports["src/pkg/core.py"] == {"src/pkg/util.py"}
