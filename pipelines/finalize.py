@@ -218,7 +218,9 @@ def format_file_order(summary: dict) -> str:
     rows = {d: r["file_order"] for d, r in summary["domains"].items() if "file_order" in r}
     if not rows:
         return ""
-    lines = [f"{'file order (dependency)':<34} {'imports':>10} {'satisfied':>10} {'share':>8} {'in cycles':>10}"]
+    lines = [
+        f"{'file order (dependency)':<34} {'imports':>10} {'satisfied':>10} {'share':>8} {'in cycles':>10}"
+    ]
     for d, o in rows.items():
         share = o["import_edges_satisfied"] / o["import_edges"] if o["import_edges"] else 1.0
         lines.append(

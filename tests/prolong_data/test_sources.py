@@ -223,7 +223,7 @@ def test_stack_rows_skip_the_files_folders_skip_under_the_same_reasons(tmp_path)
         step: {k: v.total for k, v in s.stats.stats.items() if k.startswith("skipped_")}
         for step, s in (("folders", folders), ("rows", reader))
     }
-    assert counts["folders"] == counts["rows"] == {
+    expected = {
         "skipped_vendored_files": 2,
         "skipped_tooling_files": 1,
         "skipped_generated_files": 3,
@@ -231,6 +231,7 @@ def test_stack_rows_skip_the_files_folders_skip_under_the_same_reasons(tmp_path)
         "skipped_lock_files": 2,
         "skipped_binary_files": 1,
     }
+    assert counts["folders"] == expected and counts["rows"] == expected
     assert {k: v.total for k, v in joined.stats.stats.items()}["import_edges"] == 1
 
 
