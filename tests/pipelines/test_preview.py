@@ -100,6 +100,11 @@ def test_preview_prints_jsonl_with_token_counts_and_stops_at_the_limit(tmp_path,
     assert [r["tokens"] for r in rows] == [len(tokens_of([r["text"]], tokenizer_json)) for r in rows]
     assert rows[0]["text"].startswith("# File: proj0/pkg/__init__.py\n")  # path order by default
 
+    override = "--domains.code.sources.0.file_order=dependency"
+    assert preview("--recipe", recipe, "--domain", "code", "--limit", 1, override) == 0
+    (row,) = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert row["text"].startswith("# File: proj0/pkg/util.py\n")
+
     steps = preview_steps(load_recipe(str(recipe)), load_recipe(str(recipe)).domains[0])
     data = None
     for step in steps:
@@ -107,6 +112,15 @@ def test_preview_prints_jsonl_with_token_counts_and_stops_at_the_limit(tmp_path,
     next(data)
     data.close()
     assert steps[0].stats["input_units"].total == 1  # one repository read for one document
+
+
+def test_preview_of_stack_rows_joins_whole_repositories(tiny_recipe_file, capfd):
+    assert preview("--recipe", tiny_recipe_file, "--domain", "stack-512", "--limit", 3) == 0
+    rows = [json.loads(line) for line in capfd.readouterr().out.splitlines()]
+    assert [r["id"] for r in rows] == ["org/r0", "org/r1", "org/r2"]
+    for row in rows:
+        assert row["meta"] == {"source": row["id"], "files": 5, "languages": ["Python"]}
+        assert row["text"].count("# File: ") == 5
 
 
 def test_preview_of_chats_renders_the_template_with_assistant_spans(corpus, capfd):
