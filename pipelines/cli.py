@@ -3,6 +3,7 @@
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
 prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
+prolong-data preview --recipe NAME --domain D [--limit N] [--out FILE.jsonl|-]   (see pipelines/preview.py)
 prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
 
 Exit status: 0 success; 1 `verify` found damage; 2 a user error (a message says what to fix).
@@ -112,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
 
     from evaluation.cli import add_parser as add_eval_parser
-    from pipelines import shards
+    from pipelines import preview, shards
 
     shards.add_parser(sub)
+    preview.add_parser(sub)
     add_eval_parser(sub)  # its parser imports no torch
     return parser
 
