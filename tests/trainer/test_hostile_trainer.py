@@ -119,3 +119,16 @@ def test_shards_that_fit_pass_every_check(built):
         check_run(load_config(STAGE1, tiny_overrides(built / "mixture.json", "unused", SEQ, vocab=128256)))
         == []
     )
+
+
+def test_a_checkpoint_vocabulary_is_read_from_its_config(built, tmp_path):
+    """A Hugging Face folder whose config.json says vocab_size 96: refused by its path."""
+    from trainer.config import ModelConfig, TinyConfig
+    from trainer.model import load_lm
+
+    folder = tmp_path / "small-model"
+    load_lm(ModelConfig(tiny=True), TinyConfig(vocab_size=96, num_layers=1), SEQ).save_pretrained(folder)
+    args = tiny_overrides(built / "mixture.json", tmp_path / "run", SEQ, **{"model.path": folder})
+    args = [a for a in args if not a.startswith("--model.tiny=")] + ["--model.tiny=false"]
+    with pytest.raises(ValueError, match=rf"but model.path={folder} has vocab_size 96: ids up to 128,255"):
+        check_run(load_config(STAGE1, args))
