@@ -231,11 +231,11 @@ def check_same_tokenizer(folder: str, recipe: dict) -> None:
     recorded = read_manifest(folder).get("tokenizer")
     if not isinstance(recorded, dict):
         return  # no manifest (ProLong's released folders): the ids are checked instead
+    size = recorded.get("vocab_size")
     same_hash = recorded.get("vocab_hash") in (None, recipe["vocab_hash"])
-    fits = int(recorded.get("vocab_size") or 0) <= recipe["vocab_size"]
+    fits = not isinstance(size, int) or size <= recipe["vocab_size"]
     if same_hash and fits:
         return
-    size = recorded.get("vocab_size")
     theirs = f"{recorded.get('name', '?')}" + (f" ({size:,} ids)" if isinstance(size, int) else "")
     raise TokenizedSourceError(
         f"tokenized source {folder} was made with tokenizer {theirs}, the recipe's is {recipe['name']} "
