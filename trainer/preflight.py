@@ -3,8 +3,9 @@ shards of the mixture and the run's configuration fit together.
 
 * every domain of the mixture holds at least one sample (streaming cannot sample an empty stream);
 * every token id the shards can hold is a row of the model's embedding: the vocabulary size that
-  each domain's ``manifest.json`` records for its tokenizer is at most the model's ``vocab_size``
-  (a folder without a manifest, written by other tools, records none and is not checked);
+  each domain's ``manifest.json`` records for its tokenizer is at most the model's ``vocab_size``;
+  a folder without a manifest (written by other tools) records none, and only its first sample's
+  ids are checked;
 * ``data.apply_masks: true`` needs a ``mask`` column in at least one domain; domains without one
   train on every token, and the run says which.
 
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 
 from prolong_data.layout import MANIFEST
-from prolong_data.mds_format import read_index
+from prolong_data.mds_format import MDSFormatError, iter_samples, read_index
 from prolong_data.mixture import Mixture
 from trainer.config import Config
 from trainer.data import load_mixture, masked_domains
@@ -65,7 +66,8 @@ def check_vocabulary(mixture: Mixture, root: Path, vocab_size: int | None, model
     """ValueError when a domain's tokenizer has more ids than the model's embedding has rows."""
     if vocab_size is None:
         return
-    for domain, tokenizer in recorded_tokenizers(mixture, root).items():
+    recorded = recorded_tokenizers(mixture, root)
+    for domain, tokenizer in recorded.items():
         if tokenizer["vocab_size"] > vocab_size:
             raise ValueError(
                 f"domain {domain!r} was tokenized with {tokenizer.get('name', '?')} ({tokenizer['vocab_size']:,} "
@@ -73,6 +75,27 @@ def check_vocabulary(mixture: Mixture, root: Path, vocab_size: int | None, model
                 "have no embedding; train a model of that tokenizer (or set tiny.vocab_size), or rebuild "
                 "the shards with the model's tokenizer"
             )
+    for domain, folder in mixture.resolved_paths(root).items():
+        if domain in recorded:
+            continue
+        largest = first_sample_largest_id(folder)
+        if largest is not None and largest >= vocab_size:
+            raise ValueError(
+                f"domain {domain!r} ({folder}, no manifest.json) holds token id {largest:,} in its first "
+                f"sample but {model} has vocab_size {vocab_size:,}; train a model of the shards' tokenizer "
+                "(or set tiny.vocab_size)"
+            )
+
+
+def first_sample_largest_id(folder: Path) -> int | None:
+    """The largest token id of the first sample of an MDS folder (None: no sample, or unreadable:
+    the data loader reports that itself)."""
+    try:
+        row = next(iter_samples(folder, 0, 1), None)
+    except (MDSFormatError, OSError):
+        return None
+    ids = None if row is None else row.get("input_ids")
+    return int(ids.max()) if ids is not None and len(ids) else None
 
 
 def model_vocab_size(cfg: Config) -> int | None:

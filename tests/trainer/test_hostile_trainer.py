@@ -132,3 +132,14 @@ def test_a_checkpoint_vocabulary_is_read_from_its_config(built, tmp_path):
     args = [a for a in args if not a.startswith("--model.tiny=")] + ["--model.tiny=false"]
     with pytest.raises(ValueError, match=rf"but model.path={folder} has vocab_size 96: ids up to 128,255"):
         check_run(load_config(STAGE1, args))
+
+
+def test_a_domain_without_manifest_is_checked_by_its_first_sample(built, tmp_path, capsys):
+    """Shards written by other tools carry no manifest: the first sample's ids are compared."""
+    copy = Path(shutil.copytree(built, tmp_path / "build"))
+    (copy / "book" / "manifest.json").unlink()
+    (copy / "qa" / "manifest.json").unlink()
+    code, line = train_cli(copy / "mixture.json", tmp_path / "run", capsys, vocab=1000)
+    assert code == 2
+    assert f"domain 'book' ({copy / 'book'}, no manifest.json) holds token id 128," in line  # BOS or EOS
+    assert "in its first sample" in line and "vocab_size 1,000" in line
