@@ -56,7 +56,7 @@ constraints: $(STAMP)
 	@mv constraints.txt.new constraints.txt
 	@touch $(STAMP)  # the venv is what the new file says
 
-## Fast tests (a few minutes on 2 cores).
+## Fast tests (about 10 minutes on 2 cores, as the README says).
 test: $(STAMP)
 	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "not slow and not gpu"
 

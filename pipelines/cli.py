@@ -1,11 +1,12 @@
 """`prolong-data`: the command line of the toolkit.
 
+prolong-data shards --recipe NAME --out DIR ...   (prolong-data shards --help)
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
-prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
-prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
+prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (prolong-data eval --help)
 
-Exit status: 0 success; 1 `verify` found damage; 2 a user error (a message says what to fix).
+Exit status: 0 success; 1 `verify` found damage, or a `shards` task failed (its log says why;
+rerun the same command to resume); 2 a user error (a message says what to fix).
 """
 
 from __future__ import annotations
