@@ -56,7 +56,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         allow_abbrev=False,  # an unknown flag is a recipe override, never a prefix of a known one
     )
     p.add_argument(
-        "--recipe", required=True, help=f"a shipped recipe ({', '.join(recipe_names())}) or a recipe YAML file"
+        "--recipe",
+        required=True,
+        help=f"a shipped recipe ({', '.join(recipe_names())}) or a recipe YAML file",
     )
     p.add_argument("--out", required=True, help="output folder (domain folders, mixture.json, report/)")
     p.add_argument("--corpus", default=None, help="folder substituted for {corpus} in the recipe")
