@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra  # `--field=value` flags of a command that reads a typed config
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+        return code
     except BrokenPipeError:  # `prolong-data inspect DIR | head`: the reader has all it wanted
         silence_stdout()
         return 0
