@@ -223,11 +223,12 @@ def installed_package_notes(recipe: Recipe) -> list[str]:
     }
     notes = []
     for d in recipe.domains:
-        read = sorted({places[p] for s in d.sources for p in getattr(s, "paths", None) or [] if p in places})
+        found = {places[p] for s in d.sources for p in getattr(s, "paths", None) or [] if p in places}
+        read = [name for name in ("standard library", "site-packages") if name in found]
         if read:
             notes.append(
-                f"{d.name} is made of this Python's installed packages ({' and '.join(read)}): its counts "
-                "differ between installs and Python versions"
+                f"{d.name} reads this Python's installed packages ({' and '.join(read)}): its counts "
+                "vary from one install to another"
             )
     return notes
 
@@ -281,7 +282,7 @@ def format_removed(rows: dict) -> str:
     removed = {d: {k: r.get("removed", {}).get(k, 0) for k in REMOVED} for d, r in rows.items()}
     total = {k: sum(r[k] for r in removed.values()) for k in REMOVED}
     lines = [
-        "removed on the way (each filter's count: DOMAIN/manifest.json, `stats`)",
+        "removed by the filters and by packing (each filter's count: `stats` in DOMAIN/manifest.json)",
         f"{'domain':<34} {'filtered docs':>14} {'too short docs':>15} {'too short tokens':>17} {'cut tokens':>13}",
     ]
     for d, r in [*removed.items(), ("total", total)]:
