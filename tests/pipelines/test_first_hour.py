@@ -99,7 +99,9 @@ def test_build_summary_absent_domains_totals_removed_and_targets(
     tmp_path, tiny_corpus, tokenizer_json, capsys
 ):
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(tiny_recipe(tiny_corpus, tokenizer_json, token_budget=400_000, max_repeat=1.5)))
+    recipe.write_text(
+        yaml.safe_dump(tiny_recipe(tiny_corpus, tokenizer_json, token_budget=400_000, max_repeat=1.5))
+    )
     out = tmp_path / "out"
     assert main(["shards", "--recipe", str(recipe), "--out", str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr()
