@@ -131,11 +131,12 @@ PACK_STEPS = {"concat": _pack_concat, "length_binned": _pack_length_binned, "bes
 """The packer step of each pack mode (`PackConfig.mode`)."""
 
 
-def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
-    """The domain's readers, then the filters that work on text: its documents before any shuffle."""
+def source_steps(recipe: Recipe, domain: DomainConfig, out: Path | None) -> list[PipelineStep]:
+    """The domain's readers, then the filters that work on text: its documents before any shuffle.
+    With `out` None (a preview) nothing is written: no bad-input log, no removed documents."""
     steps: list[PipelineStep] = []
     for i, source in enumerate(domain.sources):
-        bad_file = BuildLayout(out).bad_input_pattern(domain.name, i)
+        bad_file = BuildLayout(out).bad_input_pattern(domain.name, i) if out is not None else None
         steps.append(source.reader(ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8)))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
@@ -150,12 +151,18 @@ def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[Pipeli
     return steps
 
 
+def dedup_steps(domain: DomainConfig, out: Path | None) -> list[PipelineStep]:
+    """The domain's deduplication of whole documents (the build and `preview` both run these);
+    with `out` None the removed documents are not kept."""
+    if not domain.deduplicates:
+        return []
+    return [ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup"))]
+
+
 def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
     folder = str(BuildLayout(out).domain(domain.name))
-    steps: list[PipelineStep] = []
-    if domain.deduplicates:
-        steps.append(ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup")))
+    steps: list[PipelineStep] = dedup_steps(domain, out)
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
     if tokenize is not None:
         steps.append(tokenize)
@@ -195,12 +202,13 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
 
 
-def removed_writers(domain: DomainConfig, out: Path):
+def removed_writers(domain: DomainConfig, out: Path | None):
     """`writer(filter_name)`: where a filter of `domain` writes the documents it removes
-    (`removed/<domain>/<filter>/NNNNN.jsonl.gz`), or None when the domain does not keep them."""
+    (`removed/<domain>/<filter>/NNNNN.jsonl.gz`), or None when the domain does not keep them
+    (or `out` is None)."""
 
     def writer(filter_name: str):
-        if not domain.keep_removed:
+        if not domain.keep_removed or out is None:
             return None
         from datatrove.pipeline.writers import JsonlWriter
 

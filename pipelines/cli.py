@@ -3,6 +3,7 @@
 prolong-data shards --recipe NAME --out DIR ...   (prolong-data shards --help)
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
+prolong-data preview --recipe NAME --domain D [--limit N] [--out FILE.jsonl|-]   (prolong-data preview --help)
 prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (prolong-data eval --help)
 
 Exit status: 0 success; 1 `verify` found damage, or a `shards` task failed (its log says why;
@@ -116,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
 
     from evaluation.cli import add_parser as add_eval_parser
-    from pipelines import shards
+    from pipelines import preview, shards
 
     shards.add_parser(sub)
+    preview.add_parser(sub)
     add_eval_parser(sub)  # its parser imports no torch
     return parser
 

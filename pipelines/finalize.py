@@ -15,6 +15,7 @@ from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
+from prolong_data.sources.code_order import ORDER_STATS
 
 
 def _domain_counts(layout: BuildLayout, domain: str) -> dict:
@@ -41,6 +42,15 @@ def _add_step_counts(steps: dict[str, dict[str, float]], data: dict) -> None:
             merged[key] = merged.get(key, 0) + value
 
 
+def file_order_counts(steps: dict[str, dict[str, float]]) -> dict[str, int] | None:
+    """A code domain's dependency-order counts (`code_order.ORDER_STATS`) summed over its steps,
+    or None when no step ordered files by dependency."""
+    found = [counts for counts in steps.values() if ORDER_STATS[0] in counts]
+    if not found:
+        return None
+    return {key: int(sum(counts.get(key, 0) for counts in found)) for key in ORDER_STATS}
+
+
 def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, report: bool = True) -> dict:
     """Finalize every domain folder, then write mixture.json, manifest.json, recipe.yaml, reports."""
     from prolong_data.tokenize import load_tokenizer
@@ -63,6 +73,9 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
             "pack": _plain(config[name].pack),
             "stats": {step: _ints(c) for step, c in sorted(counts["steps"].items())},
         }
+        order = file_order_counts(counts["steps"])
+        if order is not None:
+            manifest["file_order"] = order
         full = finalize_domain(layout.domain(name), manifest)
         packing = full.get("packing", {})
         rows[name] = {
@@ -70,6 +83,8 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
             "sequences": int(packing.get("sequences", 0)),
             "removed": removed_counts(counts["steps"], packing),
         }
+        if order is not None:
+            rows[name]["file_order"] = order
     summary = write_mixture_files(recipe, out, rows, tokenizer)
     bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
     layout.report.mkdir(parents=True, exist_ok=True)
@@ -140,6 +155,7 @@ def write_mixture_files(
                 "mixture_share": shares.get(d, 0.0),
                 "target_share": targets.get(d, 0.0),
                 "removed": r.get("removed", {}),
+                **({"file_order": r["file_order"]} if "file_order" in r else {}),
             }
             for d, r in rows.items()
         },
@@ -297,8 +313,29 @@ def format_report(summary: dict, bad: dict) -> str:
     parts = [
         f"recipe {summary['recipe']}, seq_len {summary['seq_len']:,}, tokenizer {summary['tokenizer']['name']}"
     ]
-    parts += ["", format_table(summary), "", summary["budget_text"], "", format_bad_input(bad)]
+    parts += ["", format_table(summary)]
+    order = format_file_order(summary)
+    if order:
+        parts += ["", order]
+    parts += ["", summary["budget_text"], "", format_bad_input(bad)]
     return "\n".join(parts)
+
+
+def format_file_order(summary: dict) -> str:
+    """The dependency-order counts of the code domains (empty when no domain orders by dependency)."""
+    rows = {d: r["file_order"] for d, r in summary["domains"].items() if "file_order" in r}
+    if not rows:
+        return ""
+    lines = [
+        f"{'file order (dependency)':<34} {'imports':>10} {'satisfied':>10} {'share':>8} {'in cycles':>10}"
+    ]
+    for d, o in rows.items():
+        share = o["import_edges_satisfied"] / o["import_edges"] if o["import_edges"] else 1.0
+        lines.append(
+            f"{d:<34} {o['import_edges']:>10,} {o['import_edges_satisfied']:>10,} {share:>8.1%} "
+            f"{o['files_in_cycles']:>10,}"
+        )
+    return "\n".join(lines)
 
 
 def format_bad_input(bad: dict) -> str:
