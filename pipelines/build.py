@@ -279,9 +279,54 @@ def check_options_file(layout: BuildLayout, inputs: dict) -> None:
         recorded = None  # a torn options file (a kill while writing it): rewritten below
     if recorded is not None and recorded != inputs:
         raise BuildError(
-            f"{layout.root} holds a build with another recipe, corpus, tokenizer or task count; resume it with "
-            "the same command, or pass --fresh to start over (or choose a new --out)"
+            f"{layout.root} holds a different build ({describe_differences(recorded, inputs)}); resume it "
+            "with the same command, or pass --fresh to start over (or choose a new --out)"
         )
+
+
+def describe_differences(recorded: dict, inputs: dict, most: int = 3) -> str:
+    """What differs between the build recorded in a folder and this command's, e.g.
+    `tasks of book-65536: 4 in the folder, 3 now`; at most `most` items, then how many more."""
+    found = _differences(recorded, inputs, "")
+    shown = "; ".join(found[:most])
+    return shown + (f"; and {len(found) - most} more" if len(found) > most else "")
+
+
+def _differences(old, new, where: str) -> list[str]:
+    """Each leaf where `old` and `new` differ, named by its path (list items of dicts with a `name`
+    by that name)."""
+    if isinstance(old, list) and isinstance(new, list) and _named(old) and _named(new):
+        old, new = {d["name"]: d for d in old}, {d["name"]: d for d in new}
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            inner = _label(where, key)
+            if key not in new:
+                found.append(f"{inner}: only in the folder")
+            elif key not in old:
+                found.append(f"{inner}: only now")
+            else:
+                found += _differences(old[key], new[key], inner)
+        return found
+    return [] if old == new else [f"{where}: {_short(old)} in the folder, {_short(new)} now"]
+
+
+def _named(items: list) -> bool:
+    return all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def _label(where: str, key) -> str:
+    """`tasks` + `book-65536` -> `tasks of book-65536`; `recipe` + `seq_len` -> `seq_len`."""
+    if where in ("", "recipe"):
+        return str(key)
+    if where == "tasks":
+        return f"tasks of {key}"
+    return f"{where}.{key}"
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def write_options_file(layout: BuildLayout, inputs: dict) -> None:
