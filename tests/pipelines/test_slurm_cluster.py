@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import shards_command, tree_bytes
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]  # slow too: `make test` (-m "not slow") skips it
 REPO = Path(__file__).resolve().parents[2]
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel")
 
