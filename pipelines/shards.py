@@ -124,21 +124,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     res = p.add_argument_group(
         "resources per task (slurm, ray; PASS is read, build or finalize, none: every pass)"
     )
-    res.add_argument(
-        "--cpus", type=_per_pass("--cpus", "build=2"), action="append", default=[], metavar="[PASS=]N"
-    )
-    res.add_argument(
-        "--mem-gb", type=_per_pass("--mem-gb", "build=24"), action="append", default=[], metavar="[PASS=]GB"
-    )
-    res.add_argument(
-        "--time",
-        type=_per_pass("--time", "build=12:00:00"),
-        action="append",
-        default=[],
-        metavar="[PASS=]LIMIT",
-    )
+    for flag, example, metavar, meaning in (
+        ("--cpus", "build=2", "[PASS=]N", "CPUs per task (default 1)"),
+        ("--mem-gb", "build=24", "[PASS=]GB", "memory per task (default: 2; build: more for longer seq_len)"),
+        ("--time", "build=12:00:00", "[PASS=]LIMIT", "time limit per task (default: --slurm-time)"),
+    ):
+        res.add_argument(
+            flag, type=_per_pass(flag, example), action="append", default=[], metavar=metavar, help=meaning
+        )
     slurm = p.add_argument_group("slurm (--executor slurm)")
-    slurm.add_argument("--slurm-partition", default=None)
+    slurm.add_argument("--slurm-partition", default=None, help="partition of every job (required)")
     slurm.add_argument(
         "--slurm-time", default=None, help="time limit of each job of every pass, e.g. 04:00:00"
     )
@@ -161,6 +156,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
+        help="an option of the srun that starts each task (repeatable)",
     )
     ray = p.add_argument_group("ray (--executor ray)")
     ray.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
