@@ -10,6 +10,7 @@ Importing this module is cheap (no torch): the parser is built by ``pipelines/cl
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -18,8 +19,8 @@ from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT
 from evaluation.tasks import ALL_TASKS
 
-CHAT_HINTS = ("instruct", "chat", "sft")
-"""``--chat auto`` uses the chat template for models whose path or name contains one of these."""
+EXTRAS = {"hf": ("train", ("torch", "transformers")), "vllm": ("eval-vllm", ("vllm", "transformers"))}
+"""Per back end: the extra that installs it and the modules it needs."""
 
 
 def parse_lengths(text: str) -> tuple[int, ...]:
@@ -33,12 +34,47 @@ def parse_lengths(text: str) -> tuple[int, ...]:
     return tuple(lengths)
 
 
-def resolve_chat(mode: str, tokenizer, model: str) -> bool:
-    """``on``/``off``, or ``auto``: the chat template when the tokenizer has one and the model looks instruction-tuned."""
-    if mode in ("on", "off"):
-        return mode == "on"
-    name = Path(model).resolve().as_posix().lower() if Path(model).exists() else model.lower()
-    return bool(getattr(tokenizer, "chat_template", None)) and any(h in name for h in CHAT_HINTS)
+def resolve_chat(mode: str, tokenizer) -> bool:
+    """Whether prompts go through the chat template: ``on``/``off`` as said, ``auto`` when the model's
+    tokenizer config carries a chat template (an instruct model). The model's path plays no part."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "on" and not has_template:
+        raise EvalUsageError(
+            "--chat on, but the model's tokenizer has no chat template; use --chat off (base format)"
+        )
+    return has_template if mode == "auto" else mode == "on"
+
+
+def require_extra(backend: str) -> None:
+    """A one-line usage error naming the ``pip install`` when the back end's packages are missing."""
+    extra, modules = EXTRAS[backend]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EvalUsageError(
+            f"the {backend} back end needs {', '.join(missing)}, which is not installed: "
+            f"pip install 'prolong-data[{extra}]'"
+        )
+
+
+def check_out_folder(out: str) -> None:
+    """``--out`` must be a folder (or not exist yet), with no file standing where a folder must go."""
+    path = Path(out)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise EvalUsageError(
+                f"--out {out}: {part} is a file, not a folder; pass a folder for the results"
+            )
+
+
+def check_lengths_fit(lengths: tuple[int, ...], max_positions: int | None, model: str) -> None:
+    """Every length (prompt plus generation budget) within the model's ``max_position_embeddings``."""
+    too_long = [n for n in lengths if max_positions is not None and n > max_positions]
+    if too_long:
+        raise EvalUsageError(
+            f"--lengths {','.join(map(str, too_long))} exceed the {max_positions:,} positions of {model} "
+            "(max_position_embeddings in its config.json); pass shorter --lengths or a model trained "
+            "or RoPE-scaled for them"
+        )
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -56,13 +92,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--lengths",
         default="8192,16384,32768,65536",
-        help="prompt lengths in the model's tokens (8192 or 8K)",
+        help="lengths in the model's tokens (8192 or 8K): prompt plus generation budget",
     )
     p.add_argument(
         "--samples", type=int, default=10, help="examples per recall task and length (HELMET: 100)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every generated example")
-    p.add_argument("--depths", type=int, default=5, help="answer depths, evenly spaced in [0, 1]")
+    p.add_argument(
+        "--depths", type=int, default=5, help="rows of the depth heatmap (depths are sampled, stratified)"
+    )
     p.add_argument(
         "--heldout",
         default=str(DEFAULT_HELDOUT),
@@ -78,7 +116,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--chat",
         choices=("auto", "on", "off"),
         default="auto",
-        help="chat template (instruct) or base format with the answer prefix",
+        help="chat template (instruct) or base format with the answer prefix; auto: the chat template "
+        "when the model's tokenizer config has one",
     )
     p.add_argument(
         "--backend", choices=("hf", "vllm"), default="hf", help="transformers, or vLLM when installed"
@@ -106,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
+    require_extra(args.backend)
+    check_out_folder(args.out)
     from evaluation.backends import load_backend
+    from evaluation.backends.hf import load_tokenizer, model_max_positions
     from evaluation.runner import EvalSettings, run_evaluation
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
@@ -128,10 +170,11 @@ def run(args: argparse.Namespace) -> int:
             f"held-out folder {args.heldout} does not exist; pass --heldout DIR (long .txt/.txt.gz/.jsonl "
             "documents the model was not trained on)"
         )
+    settings.chat = resolve_chat(args.chat, load_tokenizer(args.model))
+    check_lengths_fit(settings.lengths, model_max_positions(args.model), args.model)
     backend = load_backend(
-        args.backend, args.model, device=args.device, dtype=args.dtype, max_length=max(lengths) + 128
+        args.backend, args.model, device=args.device, dtype=args.dtype, max_length=max(lengths)
     )
-    settings.chat = resolve_chat(args.chat, backend.tokenizer, args.model)
     settings.extra = {"chat_mode": args.chat}
     summary = run_evaluation(settings, backend, args.out, fresh=args.fresh, progress=not args.no_progress)
     print(report.results_markdown(summary), end="")

@@ -9,6 +9,7 @@ from pathlib import Path
 from evaluation.errors import EvalUsageError
 from evaluation.tasks import RECALL_TASKS
 from evaluation.tasks import doc_loss as doc_loss_task
+from evaluation.tasks.base import depth_bin
 
 
 def _mean(values: list[float]) -> float:
@@ -26,16 +27,18 @@ def summarize(settings: dict, backend: dict, examples, rows: list[dict], doc_row
     for (task, length), cell in sorted(
         by_cell.items(), key=lambda kv: (list(RECALL_TASKS).index(kv[0][0]), kv[0][1])
     ):
+        bins = settings["depths"]
         depths: dict[str, list[float]] = defaultdict(list)
         for row in cell:
-            depths[f"{row['depth']:g}"].append(row["score"])
+            b = depth_bin(row["depth"], bins)
+            depths[f"{b / bins:g}-{(b + 1) / bins:g}"].append(row["score"])
         tasks.setdefault(task, {})[str(length)] = {
             "score": _mean([r["score"] for r in cell]),
             "samples": len(cell),
             "prompt_tokens": _mean([r["prompt_tokens"] for r in cell]),
             "depths": {
                 d: {"score": _mean(s), "samples": len(s)}
-                for d, s in sorted(depths.items(), key=lambda kv: float(kv[0]))
+                for d, s in sorted(depths.items(), key=lambda kv: float(kv[0].split("-")[0]))
             },
         }
     summary = {"model": settings["model"], "settings": settings, "backend": backend, "tasks": tasks}
@@ -110,7 +113,9 @@ def plot_needle_depth(summary: dict, path: Path) -> Path | None:
     )
     for ax, (task, cells) in zip(axes[0], tasks.items()):
         lengths = sorted(cells, key=int)
-        depths = sorted({d for c in cells.values() for d in c["depths"]}, key=float)
+        depths = sorted(
+            {d for c in cells.values() for d in c["depths"]}, key=lambda d: float(d.split("-")[0])
+        )
         grid = [[cells[n]["depths"].get(d, {}).get("score", float("nan")) for n in lengths] for d in depths]
         image = ax.imshow(grid, vmin=0, vmax=100, cmap="RdYlGn", aspect="auto", origin="upper")
         ax.set_xticks(range(len(lengths)), [f"{int(n) // 1024}K" if int(n) >= 1024 else n for n in lengths])

@@ -28,8 +28,10 @@ from evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
 from evaluation.prompts import Example, PromptFormat
 from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
 from evaluation.tasks import doc_loss as doc_loss_task
-from evaluation.tasks.base import depth_grid, example_rng
+from evaluation.tasks.base import example_rng, stratified_depths
 
+MIN_LENGTH = 256
+"""The shortest length: a prompt with some context plus a generation budget of up to 100 tokens."""
 STREAMS = ("prompts.jsonl", "results.jsonl", "doc_loss.jsonl")
 OUTPUTS = ("results.json", "results.md", "needle_depth.png", "loss_by_position.png")
 
@@ -49,7 +51,7 @@ class EvalSettings:
     seed: int = 0
     """Seed of every random choice (keys, values, haystack windows, distractor depths)."""
     depths: int = 5
-    """Depths of the answer, evenly spaced in [0, 1]; example i of a length uses depth i mod this."""
+    """Rows of the depth heatmap: [0, 1] cut into this many bins (depths themselves are sampled)."""
     chat: bool = False
     """Render prompts with the tokenizer's chat template (instruct models) instead of the base format."""
     heldout: str = str(DEFAULT_HELDOUT)
@@ -67,8 +69,11 @@ class EvalSettings:
         unknown = [t for t in self.tasks if t not in ALL_TASKS]
         if unknown or not self.tasks:
             raise EvalUsageError(f"unknown task(s) {unknown}; choose from {', '.join(ALL_TASKS)}")
-        if not self.lengths or any(n < 64 for n in self.lengths):
-            raise EvalUsageError(f"--lengths must be token counts of at least 64, got {list(self.lengths)}")
+        if not self.lengths or any(n < MIN_LENGTH for n in self.lengths):
+            raise EvalUsageError(
+                f"--lengths must be token counts of at least {MIN_LENGTH} (a prompt and its generation "
+                f"budget), got {list(self.lengths)}"
+            )
         if self.samples < 1 or self.depths < 1:
             raise EvalUsageError("--samples and --depths must be at least 1")
         if self.window < 2:
@@ -137,7 +142,6 @@ def make_examples(
     """Every recall example, shortest lengths first."""
     from tqdm import tqdm
 
-    grid = depth_grid(settings.depths)
     plan = [
         (length, name, index)
         for length in settings.lengths
@@ -147,10 +151,9 @@ def make_examples(
     ]
     examples = []
     for length, name, index in tqdm(plan, desc="prompts", unit="prompt", disable=not progress or not plan):
-        rng = example_rng(settings.seed, name, length, index)
-        examples.append(
-            RECALL_TASKS[name].example(index, length, grid[index % len(grid)], rng, fmt, haystack)
-        )
+        task, rng = RECALL_TASKS[name], example_rng(settings.seed, name, length, index)
+        depths = stratified_depths(index, settings.samples, task.needles, rng)
+        examples.append(task.example(index, length, depths, rng, fmt, haystack))
     return examples
 
 

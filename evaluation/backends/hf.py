@@ -9,6 +9,7 @@ import numpy as np
 
 from evaluation.backends import Backend
 from evaluation.errors import EvalUsageError
+from prolong_data.hf_tokenizer import load_hf_tokenizer
 
 LOSS_CHUNK = 4096
 """Positions per chunk of the LM head in ``token_losses``: bounds the logits to chunk x vocab floats."""
@@ -16,12 +17,22 @@ LOSS_CHUNK = 4096
 
 def load_tokenizer(model: str):
     """The model's own tokenizer (a folder or hub id); a usage error when it cannot be loaded."""
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(model)
+        return load_hf_tokenizer(model)
     except (OSError, ValueError) as error:
         raise EvalUsageError(f"cannot load --model {model!r}: {_where(model, error)}") from error
+
+
+def model_max_positions(model: str) -> int | None:
+    """The model's ``max_position_embeddings`` (of its text model for multimodal configs), if it states one."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise EvalUsageError(f"cannot load --model {model!r}: {_where(model, error)}") from error
+    config = getattr(config, "text_config", None) or config
+    return getattr(config, "max_position_embeddings", None)
 
 
 def _where(model: str, error: Exception) -> str:

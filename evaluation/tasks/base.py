@@ -1,4 +1,4 @@
-"""What every recall task provides, and the depth grid shared by all of them."""
+"""What every recall task provides, and how answer depths are sampled for all of them."""
 
 from __future__ import annotations
 
@@ -7,11 +7,22 @@ import random
 from evaluation.prompts import Example, PromptFormat
 
 
-def depth_grid(count: int) -> list[float]:
-    """``count`` evenly spaced depths from 0 to 1 (one depth, 0.5, when ``count`` is 1)."""
-    if count < 1:
-        raise ValueError("the depth grid needs at least one depth")
-    return [0.5] if count == 1 else [round(i / (count - 1), 4) for i in range(count)]
+def stratified_depths(index: int, samples: int, needles: int, rng: random.Random) -> list[float]:
+    """Depths (0..1) of the ``needles`` needles of example ``index`` of a cell of ``samples`` examples.
+
+    [0, 1] is cut into ``samples`` equal strata; needle ``j`` lies uniformly at random in stratum
+    ``(index + j * samples // needles) mod samples``. Across a cell every needle's depths cover
+    [0, 1] evenly (one per stratum: no edge is favoured), and one example's needles are spread out.
+    """
+    return [
+        round((((index + j * samples // needles) % samples) + rng.random()) / samples, 6)
+        for j in range(needles)
+    ]
+
+
+def depth_bin(depth: float, bins: int) -> int:
+    """The heatmap row of ``depth``: ``[0, 1]`` cut into ``bins`` equal bins (1.0 in the last)."""
+    return min(int(depth * bins), bins - 1)
 
 
 def example_rng(seed: int, task: str, length: int, index: int) -> random.Random:
@@ -25,11 +36,20 @@ class RecallTask:
     name: str
     max_new_tokens: int
     needs_haystack: bool = False
+    needles: int = 1
+    """How many inserted items have a depth of their own (the answer's first)."""
 
     def example(
-        self, index: int, length: int, depth: float, rng: random.Random, fmt: PromptFormat, haystack=None
+        self,
+        index: int,
+        length: int,
+        depths: list[float],
+        rng: random.Random,
+        fmt: PromptFormat,
+        haystack=None,
     ) -> Example:
-        """The ``index``-th example at ``length`` tokens with its answer at ``depth``."""
+        """The ``index``-th example at ``length`` tokens (prompt plus generation budget), its
+        ``needles`` items at ``depths`` (the answer at ``depths[0]``)."""
         raise NotImplementedError
 
     def score(self, output: str, example: Example) -> float:
@@ -40,7 +60,7 @@ class RecallTask:
         self,
         index: int,
         length: int,
-        depth: float,
+        depths: list[float],
         fmt: PromptFormat,
         *,
         prompt: str,
@@ -55,7 +75,8 @@ class RecallTask:
             id=f"{self.name}/{length}/{index}",
             task=self.name,
             target_length=length,
-            depth=depth,
+            depth=depths[0],
+            needle_depths=list(depths),
             prompt=prompt,
             answers=answers,
             prompt_tokens=prompt_tokens,

@@ -88,8 +88,9 @@ def test_results_and_comparison(llama3, heldout_dir, tmp_path):
     a, b = load_results(tmp_path / "a"), load_results(tmp_path / "b")
     cell = a["tasks"]["niah_single"]["512"]
     assert cell["score"] == 100.0 and cell["samples"] == 4
-    assert set(cell["depths"]) == {"0", "1"} and all(d["samples"] == 2 for d in cell["depths"].values())
-    assert 0.99 * 512 <= cell["prompt_tokens"] <= 512
+    # 4 samples stratified over [0, 1]: two in each half, the heatmap's two depth bins
+    assert set(cell["depths"]) == {"0-0.5", "0.5-1"} and all(d["samples"] == 2 for d in cell["depths"].values())
+    assert 0.99 * (512 - 50) <= cell["prompt_tokens"] <= 512 - 50  # the generation budget is inside
     assert a["settings"]["seed"] == 0 and a["model"] == "reader"
     table = (tmp_path / "a" / "results.md").read_text()
     assert "| niah_single | 100.0 |" in table and "recall (mean)" in table
