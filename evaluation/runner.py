@@ -29,6 +29,7 @@ from evaluation.prompts import Example, PromptFormat
 from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
 from evaluation.tasks import doc_loss as doc_loss_task
 from evaluation.tasks.base import example_rng, stratified_depths
+from evaluation.uncertainty import documents_fingerprint, tokenizer_fingerprint
 
 MIN_LENGTH = 256
 """The shortest length: a prompt with some context plus a generation budget of up to 100 tokens."""
@@ -236,6 +237,12 @@ def run_evaluation(
     losses = Stream(out / "doc_loss.jsonl")
     if DOC_LOSS in settings.tasks:
         run_doc_loss(settings, documents, backend, losses, progress)
-    summary = report.summarize(settings.to_json(), backend.describe(), examples, results.rows, losses.rows)
+    identity = {
+        "tokenizer": tokenizer_fingerprint(backend.tokenizer),
+        "heldout": documents_fingerprint(documents) if documents else None,
+    }
+    summary = report.summarize(
+        settings.to_json(), backend.describe(), examples, results.rows, losses.rows, identity
+    )
     report.write_reports(out, summary)
     return summary

@@ -19,3 +19,18 @@ RECALL_TASKS = {
 
 DOC_LOSS = "doc_loss"
 ALL_TASKS = (*RECALL_TASKS, DOC_LOSS)
+
+
+def task_order(name: str) -> int:
+    """Where a task's rows go in tables: the order of ``RECALL_TASKS``."""
+    return list(RECALL_TASKS).index(name) if name in RECALL_TASKS else len(RECALL_TASKS)
+
+
+def recall_category(protocol: str, tasks: list[str]) -> dict:
+    """The category mean a protocol reports: its name, the tasks it averages and what it means."""
+    return {
+        "name": "mean of the recall tasks",
+        "tasks": [t for t in tasks if t in RECALL_TASKS],
+        "about": "the unweighted mean of the tasks above at each length; not HELMET's recall "
+        "category (--protocol helmet reports that one).",
+    }
