@@ -17,7 +17,7 @@ from pathlib import Path
 
 from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT
-from evaluation.tasks import ALL_TASKS
+from evaluation.tasks import PROTOCOL_DEFAULTS, PROTOCOL_TASKS, protocol_tasks
 
 EXTRAS = {"hf": ("train", ("torch", "transformers")), "vllm": ("eval-vllm", ("vllm", "transformers"))}
 """Per back end: the extra that installs it and the modules it needs."""
@@ -87,7 +87,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="HF folder or hub id of the causal LM (e.g. runs/sft/hf)")
     p.add_argument(
-        "--tasks", default=",".join(ALL_TASKS), help=f"comma-separated, from {', '.join(ALL_TASKS)}"
+        "--protocol",
+        choices=tuple(PROTOCOL_TASKS),
+        default="default",
+        help="default: ours (fast, any length); helmet: HELMET's recall category (json_kv, niah_mk_2, "
+        "niah_mk_3, niah_mv; base format, 100 samples)",
+    )
+    p.add_argument(
+        "--tasks",
+        default=None,
+        help=f"comma-separated; default protocol: {', '.join(protocol_tasks('default'))}; helmet: "
+        f"{', '.join(protocol_tasks('helmet'))} (default: all of the protocol's)",
     )
     p.add_argument(
         "--lengths",
@@ -95,7 +105,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="lengths in the model's tokens (8192 or 8K): prompt plus generation budget",
     )
     p.add_argument(
-        "--samples", type=int, default=10, help="examples per recall task and length (HELMET: 100)"
+        "--samples",
+        type=int,
+        default=None,
+        help="examples per recall task and length (default 10; --protocol helmet: 100)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every generated example")
     p.add_argument(
@@ -117,7 +130,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         choices=("auto", "on", "off"),
         default="auto",
         help="chat template (instruct) or base format with the answer prefix; auto: the chat template "
-        "when the model's tokenizer config has one",
+        "when the model's tokenizer config has one (--protocol helmet: base format, as HELMET's recall)",
     )
     p.add_argument(
         "--backend", choices=("hf", "vllm"), default="hf", help="transformers, or vLLM when installed"
@@ -149,28 +162,31 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(args.out)
     from evaluation.backends import load_backend
     from evaluation.backends.hf import load_tokenizer, model_max_positions
-    from evaluation.runner import EvalSettings, run_evaluation
+    from evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
 
-    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    defaults = PROTOCOL_DEFAULTS[args.protocol]
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else defaults["tasks"]
     lengths = parse_lengths(args.lengths)
     settings = EvalSettings(
         model=args.model,
         tasks=tasks,
         lengths=lengths,
-        samples=args.samples,
+        samples=args.samples if args.samples is not None else defaults["samples"],
         seed=args.seed,
         depths=args.depths,
         heldout=args.heldout,
         window=args.window,
         documents=args.documents,
         backend=args.backend,
+        protocol=args.protocol,
     )  # validates before the model loads
-    if settings_need_heldout(tasks) and not Path(args.heldout).is_dir():
+    if settings_need_heldout(args.protocol, tasks) and not Path(args.heldout).is_dir():
         raise EvalUsageError(
             f"held-out folder {args.heldout} does not exist; pass --heldout DIR (long .txt/.txt.gz/.jsonl "
             "documents the model was not trained on)"
         )
-    settings.chat = resolve_chat(args.chat, load_tokenizer(args.model))
+    chat_mode = "off" if args.protocol == "helmet" and args.chat == "auto" else args.chat
+    settings.chat = resolve_chat(chat_mode, load_tokenizer(args.model))
     check_lengths_fit(settings.lengths, model_max_positions(args.model), args.model)
     backend = load_backend(
         args.backend, args.model, device=args.device, dtype=args.dtype, max_length=max(lengths)
@@ -180,13 +196,6 @@ def run(args: argparse.Namespace) -> int:
     print(report.results_markdown(summary), end="")
     print(f"\nresults in {args.out}: results.json, results.md, prompts.jsonl, plots")
     return 0
-
-
-def settings_need_heldout(tasks) -> bool:
-    """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
-    from evaluation.tasks import DOC_LOSS, RECALL_TASKS
-
-    return any(t == DOC_LOSS or (t in RECALL_TASKS and RECALL_TASKS[t].needs_haystack) for t in tasks)
 
 
 def main(args: argparse.Namespace) -> int:

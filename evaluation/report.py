@@ -55,7 +55,10 @@ def summarize(
         if row["id"] in wanted:
             by_cell[row["task"], row["target_length"]].append(row)
     tasks: dict[str, dict] = {}
-    for (task, length), cell in sorted(by_cell.items(), key=lambda kv: (task_order(kv[0][0]), kv[0][1])):
+    protocol = settings.get("protocol", "default")
+    for (task, length), cell in sorted(
+        by_cell.items(), key=lambda kv: (task_order(kv[0][0], protocol), kv[0][1])
+    ):
         depths: dict[str, list[float]] = defaultdict(list)
         for row in cell:
             b = depth_bin(row["depth"], bins)
@@ -68,11 +71,12 @@ def summarize(
                 for d, s in sorted(depths.items(), key=lambda kv: float(kv[0].split("-")[0]))
             },
         }
-    category = recall_category(settings.get("protocol", "default"), list(tasks))
+    category = recall_category(protocol, list(tasks))
     summary = {"model": settings["model"], "settings": settings, "backend": backend, **(identity or {})}
     summary["tasks"] = tasks
-    if category["tasks"]:
-        summary["category"] = category | {"lengths": category_cells(by_cell, category, seed)}
+    category_lengths = category_cells(by_cell, category, seed) if category["tasks"] else {}
+    if category_lengths:  # only where every task of the category ran
+        summary["category"] = category | {"lengths": category_lengths}
     if doc_rows:
         summary["doc_loss"] = doc_loss_task.aggregate(doc_rows, max(settings["lengths"]), settings["window"])
     return summary

@@ -26,9 +26,9 @@ from evaluation.backends import Backend
 from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
 from evaluation.prompts import Example, PromptFormat
-from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
+from evaluation.tasks import ALL_TASKS, DOC_LOSS, PROTOCOL_TASKS, protocol_tasks, recall_tasks
 from evaluation.tasks import doc_loss as doc_loss_task
-from evaluation.tasks.base import example_rng, stratified_depths
+from evaluation.tasks.base import example_rng
 from evaluation.uncertainty import documents_fingerprint, tokenizer_fingerprint
 
 MIN_LENGTH = 256
@@ -63,13 +63,22 @@ class EvalSettings:
     """doc_loss: use at most this many held-out documents (None: all)."""
     backend: str = "hf"
     """hf (transformers) or vllm."""
+    protocol: str = "default"
+    """Which tasks and procedures: ``default`` (ours) or ``helmet`` (HELMET's recall category)."""
     extra: dict = field(default_factory=dict)
     """Free-form notes recorded with the results (e.g. the chat mode that was asked for)."""
 
     def __post_init__(self):
-        unknown = [t for t in self.tasks if t not in ALL_TASKS]
+        if self.protocol not in PROTOCOL_TASKS:
+            raise EvalUsageError(
+                f"unknown --protocol {self.protocol!r}; choose from {', '.join(PROTOCOL_TASKS)}"
+            )
+        known = protocol_tasks(self.protocol)
+        unknown = [t for t in self.tasks if t not in known]
         if unknown or not self.tasks:
-            raise EvalUsageError(f"unknown task(s) {unknown}; choose from {', '.join(ALL_TASKS)}")
+            raise EvalUsageError(
+                f"unknown task(s) {unknown} for --protocol {self.protocol}; choose from {', '.join(known)}"
+            )
         if not self.lengths or any(n < MIN_LENGTH for n in self.lengths):
             raise EvalUsageError(
                 f"--lengths must be token counts of at least {MIN_LENGTH} (a prompt and its generation "
@@ -147,13 +156,13 @@ def make_examples(
         (length, name, index)
         for length in settings.lengths
         for name in settings.tasks
-        if name in RECALL_TASKS
+        if name in recall_tasks(settings.protocol)
         for index in range(settings.samples)
     ]
     examples = []
     for length, name, index in tqdm(plan, desc="prompts", unit="prompt", disable=not progress or not plan):
-        task, rng = RECALL_TASKS[name], example_rng(settings.seed, name, length, index)
-        depths = stratified_depths(index, settings.samples, task.needles, rng)
+        task, rng = recall_tasks(settings.protocol)[name], example_rng(settings.seed, name, length, index)
+        depths = task.sample_depths(index, settings.samples, rng)
         examples.append(task.example(index, length, depths, rng, fmt, haystack))
     return examples
 
@@ -173,13 +182,19 @@ def load_or_make_examples(
 
 
 def run_recall(
-    examples: Iterable[Example], backend: Backend, fmt: PromptFormat, stream: Stream, progress: bool
+    examples: Iterable[Example],
+    backend: Backend,
+    fmt: PromptFormat,
+    stream: Stream,
+    progress: bool,
+    protocol: str,
 ) -> None:
     """Generates and scores every example not yet in ``stream``, one at a time."""
     from tqdm import tqdm
 
     done = stream.done()
     pending = [e for e in examples if e.id not in done]
+    tasks = recall_tasks(protocol)
     bar = tqdm(pending, desc="recall", unit="prompt", disable=not progress or not pending)
     for example in bar:
         bar.set_postfix(task=example.task, length=example.target_length)
@@ -193,7 +208,7 @@ def run_recall(
                 "depth": example.depth,
                 "prompt_tokens": example.prompt_tokens,
                 "output": output,
-                "score": RECALL_TASKS[example.task].score(output, example),
+                "score": tasks[example.task].score(output, example),
                 "seconds": round(time.perf_counter() - began, 3),
             }
         )
@@ -217,6 +232,12 @@ def run_doc_loss(settings: EvalSettings, documents, backend: Backend, stream: St
         stream.append(doc_loss_task.document_record(doc.name, full, windowed))
 
 
+def settings_need_heldout(protocol: str, tasks) -> bool:
+    """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
+    recall = recall_tasks(protocol)
+    return any(t == DOC_LOSS or (t in recall and recall[t].needs_haystack) for t in tasks)
+
+
 def run_evaluation(
     settings: EvalSettings, backend: Backend, out: str | Path, *, fresh: bool = False, progress: bool = True
 ) -> dict:
@@ -226,14 +247,12 @@ def run_evaluation(
     out = Path(out)
     prepare_folder(out, settings, fresh)
     fmt = PromptFormat(backend.tokenizer, settings.chat)
-    needs_docs = DOC_LOSS in settings.tasks or any(
-        RECALL_TASKS[t].needs_haystack for t in settings.tasks if t in RECALL_TASKS
-    )
+    needs_docs = settings_need_heldout(settings.protocol, settings.tasks)
     documents = read_documents(settings.heldout) if needs_docs else []
     haystack = Haystack(documents) if documents else None
     examples = load_or_make_examples(out, settings, fmt, haystack, progress)
     results = Stream(out / "results.jsonl")
-    run_recall(examples, backend, fmt, results, progress)
+    run_recall(examples, backend, fmt, results, progress, settings.protocol)
     losses = Stream(out / "doc_loss.jsonl")
     if DOC_LOSS in settings.tasks:
         run_doc_loss(settings, documents, backend, losses, progress)

@@ -56,6 +56,10 @@ class RecallTask:
         """0..100 for one generated output."""
         raise NotImplementedError
 
+    def sample_depths(self, index: int, samples: int, rng: random.Random) -> list[float]:
+        """The depths of example ``index``'s needles: stratified over [0, 1], each needle its own."""
+        return stratified_depths(index, samples, self.needles, rng)
+
     def make_example(
         self,
         index: int,

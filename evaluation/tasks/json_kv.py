@@ -103,26 +103,17 @@ class JsonKV(RecallTask):
             prompt, offset = fmt.render(user, ANSWER_PREFIX)
             return prompt, offset, offset + len(context)
 
-        try:
-            k, prompt, n = fit_to_length(lambda k: render(k, None)[0], fmt.count, target, most)
-        except ValueError as error:
-            raise EvalUsageError(
-                f"json_kv cannot fit in {length} tokens ({error}); use longer --lengths"
-            ) from error
-        pad = None
-        for filler in (k, k - 1):  # top up the gap; if even the shortest top-up is too long, one record fewer
-            if target - n <= int(target * LENGTH_TOLERANCE / 4) or filler < 0:
-                break
-            try:
-                m, padded, padded_n = fit_to_length(
-                    lambda m, filler=filler: render(filler, m)[0], fmt.count, target, PAD_HEX
+        fixed = self.record_count(length)
+        if fixed is not None:
+            k, pad = min(fixed - 1, most), None  # the fixed count includes the queried record
+            n = fmt.count(render(k, None)[0])
+            if n > target:
+                raise EvalUsageError(
+                    f"{self.name}: {fixed} records take {n} tokens with this tokenizer, more than the "
+                    f"{target} a {length}-token length leaves for the prompt; use longer --lengths"
                 )
-            except ValueError:
-                continue
-            if padded_n > n:
-                k, pad, prompt, n = filler, m, padded, padded_n
-        if n < target * (1 - LENGTH_TOLERANCE):
-            raise RuntimeError(f"json_kv: fitted {n} tokens for a target of {target}")
+        else:
+            k, pad, n = self.fit(render, fmt, length, target, most)
         prompt, start, end = render(k, pad)
         assert prompt.count(query[1]) == 1, "the answer must occur exactly once"
         return self.make_example(
@@ -136,6 +127,37 @@ class JsonKV(RecallTask):
             answer_prefix=ANSWER_PREFIX,
             context_span=(start, end),
         )
+
+    def record_count(self, length: int) -> int | None:
+        """A fixed number of records (the queried one included) at ``length`` (HELMET's), or None: as many
+        as fill the prompt."""
+        return None
+
+    def fit(
+        self, render, fmt: PromptFormat, length: int, target: int, most: int
+    ) -> tuple[int, int | None, int]:
+        """Filler records ``k``, top-up hex ``pad`` and token count of the prompt that fills ``target``."""
+        try:
+            k, _, n = fit_to_length(lambda k: render(k, None)[0], fmt.count, target, most)
+        except ValueError as error:
+            raise EvalUsageError(
+                f"json_kv cannot fit in {length} tokens ({error}); use longer --lengths"
+            ) from error
+        pad = None
+        for filler in (k, k - 1):  # top up the gap; if even the shortest top-up is too long, one record fewer
+            if target - n <= int(target * LENGTH_TOLERANCE / 4) or filler < 0:
+                break
+            try:
+                m, _, padded_n = fit_to_length(
+                    lambda m, filler=filler: render(filler, m)[0], fmt.count, target, PAD_HEX
+                )
+            except ValueError:
+                continue
+            if padded_n > n:
+                k, pad, n = filler, m, padded_n
+        if n < target * (1 - LENGTH_TOLERANCE):
+            raise RuntimeError(f"json_kv: fitted {n} tokens for a target of {target}")
+        return k, pad, n
 
     def score(self, output: str, example: Example) -> float:
         full = example.answer_prefix + output
