@@ -135,6 +135,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--backend", choices=("hf", "vllm"), default="hf", help="transformers, or vLLM when installed"
     )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="prompts generated together, sorted by length (default: hf 1, vllm 256: vLLM batches "
+        "them within its memory)",
+    )
     p.add_argument("--device", default="auto", help="hf: auto (CUDA if present), cuda or cpu")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32")
     p.add_argument(
@@ -158,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
+    batch_size = args.batch_size if args.batch_size is not None else (256 if args.backend == "vllm" else 1)
+    if batch_size < 1:
+        raise EvalUsageError("--batch-size must be at least 1")
     require_extra(args.backend)
     check_out_folder(args.out)
     from evaluation.backends import load_backend
@@ -192,7 +202,9 @@ def run(args: argparse.Namespace) -> int:
         args.backend, args.model, device=args.device, dtype=args.dtype, max_length=max(lengths)
     )
     settings.extra = {"chat_mode": args.chat}
-    summary = run_evaluation(settings, backend, args.out, fresh=args.fresh, progress=not args.no_progress)
+    summary = run_evaluation(
+        settings, backend, args.out, fresh=args.fresh, progress=not args.no_progress, batch_size=batch_size
+    )
     print(report.results_markdown(summary), end="")
     print(f"\nresults in {args.out}: results.json, results.md, prompts.jsonl, plots")
     return 0

@@ -77,9 +77,23 @@ def summarize(
     category_lengths = category_cells(by_cell, category, seed) if category["tasks"] else {}
     if category_lengths:  # only where every task of the category ran
         summary["category"] = category | {"lengths": category_lengths}
+    if cell_rows := [r for cells in by_cell.values() for r in cells]:
+        summary["throughput"] = throughput(cell_rows)
     if doc_rows:
         summary["doc_loss"] = doc_loss_task.aggregate(doc_rows, max(settings["lengths"]), settings["window"])
     return summary
+
+
+def throughput(rows: list[dict]) -> dict:
+    """Examples and prompt tokens per second of generation, over the recall results' ``seconds``."""
+    seconds = sum(r["seconds"] for r in rows)
+    tokens = sum(r["prompt_tokens"] for r in rows)
+    return {
+        "examples": len(rows),
+        "seconds": round(seconds, 3),
+        "examples_per_s": round(len(rows) / seconds, 4) if seconds else None,
+        "prompt_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+    }
 
 
 def format_score(cell: dict | None, bold: bool = False) -> str:
@@ -120,6 +134,14 @@ def results_markdown(summary: dict) -> str:
             row = " | ".join(format_score(cells.get(str(n)), bold=True) for n in lengths)
             lines.append(f"| **{category['name']}** | {row} |")
             lines += ["", f"{category['name']}: {category['about']}"]
+    speed = summary.get("throughput")
+    if speed and speed["examples_per_s"]:
+        lines += [
+            "",
+            f"Generation: {speed['examples']} examples in {speed['seconds']:,.1f} s: "
+            f"{speed['examples_per_s']:.3g} examples/s, {speed['prompt_tokens_per_s']:,.0f} prompt tokens/s"
+            + (f" (batch size {summary['batch_size']})." if "batch_size" in summary else "."),
+        ]
     loss = summary.get("doc_loss")
     if loss:
         lines += [

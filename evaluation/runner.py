@@ -181,6 +181,19 @@ def load_or_make_examples(
     return examples
 
 
+def batches(examples: list[Example], size: int) -> list[list[Example]]:
+    """Examples sorted by generation budget and prompt length, cut into batches of at most ``size``
+    with one budget each (so a batch pads little and decodes to one length)."""
+    ordered = sorted(examples, key=lambda e: (e.max_new_tokens, e.prompt_tokens, e.id))
+    out: list[list[Example]] = []
+    for example in ordered:
+        if out and len(out[-1]) < size and out[-1][0].max_new_tokens == example.max_new_tokens:
+            out[-1].append(example)
+        else:
+            out.append([example])
+    return out
+
+
 def run_recall(
     examples: Iterable[Example],
     backend: Backend,
@@ -188,30 +201,36 @@ def run_recall(
     stream: Stream,
     progress: bool,
     protocol: str,
+    batch_size: int = 1,
 ) -> None:
-    """Generates and scores every example not yet in ``stream``, one at a time."""
+    """Generates and scores every example not yet in ``stream``, ``batch_size`` prompts at a time;
+    each result line is written as its batch finishes (``seconds``: the batch's time, shared)."""
     from tqdm import tqdm
 
     done = stream.done()
     pending = [e for e in examples if e.id not in done]
     tasks = recall_tasks(protocol)
-    bar = tqdm(pending, desc="recall", unit="prompt", disable=not progress or not pending)
-    for example in bar:
-        bar.set_postfix(task=example.task, length=example.target_length)
+    bar = tqdm(total=len(pending), desc="recall", unit="prompt", disable=not progress or not pending)
+    for batch in batches(pending, batch_size):
+        bar.set_postfix(task=batch[0].task, length=batch[0].target_length)
         began = time.perf_counter()
-        output = backend.generate(fmt.encode(example.prompt), example.max_new_tokens)
-        stream.append(
-            {
-                "id": example.id,
-                "task": example.task,
-                "target_length": example.target_length,
-                "depth": example.depth,
-                "prompt_tokens": example.prompt_tokens,
-                "output": output,
-                "score": tasks[example.task].score(output, example),
-                "seconds": round(time.perf_counter() - began, 3),
-            }
-        )
+        outputs = backend.generate_batch([fmt.encode(e.prompt) for e in batch], batch[0].max_new_tokens)
+        seconds = (time.perf_counter() - began) / len(batch)
+        for example, output in zip(batch, outputs):
+            stream.append(
+                {
+                    "id": example.id,
+                    "task": example.task,
+                    "target_length": example.target_length,
+                    "depth": example.depth,
+                    "prompt_tokens": example.prompt_tokens,
+                    "output": output,
+                    "score": tasks[example.task].score(output, example),
+                    "seconds": round(seconds, 4),
+                }
+            )
+        bar.update(len(batch))
+    bar.close()
 
 
 def run_doc_loss(settings: EvalSettings, documents, backend: Backend, stream: Stream, progress: bool) -> None:
@@ -239,7 +258,13 @@ def settings_need_heldout(protocol: str, tasks) -> bool:
 
 
 def run_evaluation(
-    settings: EvalSettings, backend: Backend, out: str | Path, *, fresh: bool = False, progress: bool = True
+    settings: EvalSettings,
+    backend: Backend,
+    out: str | Path,
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    batch_size: int = 1,
 ) -> dict:
     """Runs (or resumes) the evaluation into ``out`` and writes its reports; returns ``results.json``'s content."""
     from evaluation import report
@@ -252,13 +277,14 @@ def run_evaluation(
     haystack = Haystack(documents) if documents else None
     examples = load_or_make_examples(out, settings, fmt, haystack, progress)
     results = Stream(out / "results.jsonl")
-    run_recall(examples, backend, fmt, results, progress, settings.protocol)
+    run_recall(examples, backend, fmt, results, progress, settings.protocol, batch_size)
     losses = Stream(out / "doc_loss.jsonl")
     if DOC_LOSS in settings.tasks:
         run_doc_loss(settings, documents, backend, losses, progress)
     identity = {
         "tokenizer": tokenizer_fingerprint(backend.tokenizer),
         "heldout": documents_fingerprint(documents) if documents else None,
+        "batch_size": batch_size,
     }
     summary = report.summarize(
         settings.to_json(), backend.describe(), examples, results.rows, losses.rows, identity

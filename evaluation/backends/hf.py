@@ -1,4 +1,4 @@
-"""The transformers back end: one prompt at a time, greedy decoding, chunked per-token losses."""
+"""The transformers back end: greedy decoding of one prompt or a left-padded batch, chunked per-token losses."""
 
 from __future__ import annotations
 
@@ -121,6 +121,32 @@ class HFBackend(Backend):
                 pad_token_id=self.stop_ids[0] if self.stop_ids else 0,
             )
         return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of a batch: prompts left-padded to the longest, padding masked out."""
+        import torch
+
+        if len(prompts) == 1:
+            return [self.generate(prompts[0], max_new_tokens)]
+        width = max(len(ids) for ids in prompts)
+        pad = self.stop_ids[0] if self.stop_ids else 0
+        x = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)  # (B, T)
+        mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
+        )  # (B, T)
+        with torch.inference_mode():
+            out = self.lm.generate(
+                input_ids=x,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=self.stop_ids,
+                pad_token_id=pad,
+            )  # (B, T + new)
+        return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
 
     def token_losses(self, ids: list[int]) -> np.ndarray:
         import torch
