@@ -10,7 +10,6 @@ Importing this module is cheap (no torch): the parser is built by ``pipelines/cl
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -18,9 +17,7 @@ from pathlib import Path
 from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT
 from evaluation.tasks import PROTOCOL_DEFAULTS, PROTOCOL_TASKS, protocol_tasks
-
-EXTRAS = {"hf": ("train", ("torch", "transformers")), "vllm": ("eval-vllm", ("vllm", "transformers"))}
-"""Per back end: the extra that installs it and the modules it needs."""
+from prolong_data.extras import TrainExtraMissing, require_train_extra
 
 
 def parse_lengths(text: str) -> tuple[int, ...]:
@@ -43,17 +40,6 @@ def resolve_chat(mode: str, tokenizer) -> bool:
             "--chat on, but the model's tokenizer has no chat template; use --chat off (base format)"
         )
     return has_template if mode == "auto" else mode == "on"
-
-
-def require_extra(backend: str) -> None:
-    """A one-line usage error naming the ``pip install`` when the back end's packages are missing."""
-    extra, modules = EXTRAS[backend]
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EvalUsageError(
-            f"the {backend} back end needs {', '.join(missing)}, which is not installed: "
-            f"pip install 'prolong-data[{extra}]'"
-        )
 
 
 def check_out_folder(out: str) -> None:
@@ -82,7 +68,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="long-context evaluation: JSON key-value and needle recall, loss by position",
-        description=__doc__,
+        description=__doc__.split("\n\nImporting")[0],  # the usage, not the note for developers
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", help="HF folder or hub id of the causal LM (e.g. runs/sft/hf)")
@@ -168,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     batch_size = args.batch_size if args.batch_size is not None else (256 if args.backend == "vllm" else 1)
     if batch_size < 1:
         raise EvalUsageError("--batch-size must be at least 1")
-    require_extra(args.backend)
+    require_train_extra("prolong-data eval", ("torch", "transformers"))
     check_out_folder(args.out)
     from evaluation.backends import load_backend
     from evaluation.backends.hf import load_tokenizer, model_max_positions
@@ -214,6 +200,6 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2."""
     try:
         return run(args)
-    except EvalUsageError as error:
+    except (EvalUsageError, TrainExtraMissing) as error:
         print(f"prolong-data eval: error: {error}", file=sys.stderr)
         return 2

@@ -161,22 +161,6 @@ def test_out_naming_a_file_is_refused(tiny_model_dir, tmp_path):
     assert (tmp_path / "taken").read_text() == "a file of the user's"
 
 
-def test_a_missing_extra_names_the_pip_install(monkeypatch):
-    import importlib.util
-
-    from evaluation import cli
-    from evaluation.errors import EvalUsageError
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
-    )
-    with pytest.raises(
-        EvalUsageError, match=r"needs torch, which is not installed: pip install 'prolong-data\[train\]'"
-    ):
-        cli.require_extra("hf")
-
-
 def test_lengths_accept_k_suffixes():
     from evaluation.cli import parse_lengths
 
