@@ -77,13 +77,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         choices=tuple(PROTOCOL_TASKS),
         default="default",
         help="default: ours (fast, any length); helmet: HELMET's recall category (json_kv, niah_mk_2, "
-        "niah_mk_3, niah_mv; base format, 100 samples)",
+        "niah_mk_3, niah_mv; base format, 100 samples); ruler: RULER's niah_multiquery, vt, cwe, fwe",
     )
     p.add_argument(
         "--tasks",
         default=None,
-        help=f"comma-separated; default protocol: {', '.join(protocol_tasks('default'))}; helmet: "
-        f"{', '.join(protocol_tasks('helmet'))} (default: all of the protocol's)",
+        help="comma-separated (default: all of the protocol's): "
+        + "; ".join(f"{p}: {', '.join(protocol_tasks(p))}" for p in PROTOCOL_TASKS),
     )
     p.add_argument(
         "--lengths",
@@ -94,7 +94,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--samples",
         type=int,
         default=None,
-        help="examples per recall task and length (default 10; --protocol helmet: 100)",
+        help="examples per recall task and length (default 10; --protocol helmet or ruler: 100)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every generated example")
     p.add_argument(

@@ -3,7 +3,8 @@
 Recall tasks (``json_kv``, ``niah_*``) generate prompts with answers and are scored on the
 model's greedy output; ``doc_loss`` measures per-token loss on held-out documents by position.
 A protocol is a set of tasks with its defaults: ``default`` (ours, for the research loop) and
-``helmet`` (HELMET's recall category, ``evaluation.tasks.helmet``).
+``helmet`` (HELMET's recall category, ``evaluation.tasks.helmet``) and ``ruler`` (RULER's tasks
+beyond needles, ``evaluation.tasks.ruler``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from evaluation.tasks.helmet import HELMET_TASKS
 from evaluation.tasks.json_kv import JsonKV
 from evaluation.tasks.niah import Needles
+from evaluation.tasks.ruler import RULER_TASKS
 
 RECALL_TASKS = {
     "json_kv": JsonKV(),
@@ -24,11 +26,12 @@ DOC_LOSS = "doc_loss"
 ALL_TASKS = (*RECALL_TASKS, DOC_LOSS)
 """The default protocol's tasks."""
 
-PROTOCOL_TASKS = {"default": RECALL_TASKS, "helmet": HELMET_TASKS}
+PROTOCOL_TASKS = {"default": RECALL_TASKS, "helmet": HELMET_TASKS, "ruler": RULER_TASKS}
 """Each protocol's recall tasks."""
 PROTOCOL_DEFAULTS = {
     "default": {"tasks": ALL_TASKS, "samples": 10},
     "helmet": {"tasks": tuple(HELMET_TASKS), "samples": 100},
+    "ruler": {"tasks": tuple(RULER_TASKS), "samples": 100},
 }
 """What a protocol runs when --tasks and --samples are not given (HELMET: 100 examples per task)."""
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from evaluation.prompts import Example, PromptFormat
+from evaluation.errors import EvalUsageError
+from evaluation.prompts import Example, PromptFormat, fit_to_length, prompt_budget
 
 
 def stratified_depths(index: int, samples: int, needles: int, rng: random.Random) -> list[float]:
@@ -55,6 +57,17 @@ class RecallTask:
     def score(self, output: str, example: Example) -> float:
         """0..100 for one generated output."""
         raise NotImplementedError
+
+    def fit(self, build: Callable[[int], str], fmt: PromptFormat, length: int, most: int) -> tuple[int, int]:
+        """The largest context size ``k <= most`` whose prompt ``build(k)`` fits ``length`` less the
+        generation budget, and its token count; a usage error when not even an empty context fits."""
+        try:
+            k, _, n = fit_to_length(build, fmt.count, prompt_budget(length, self.max_new_tokens), most)
+        except ValueError as error:
+            raise EvalUsageError(
+                f"{self.name} cannot fit in {length} tokens ({error}); use longer --lengths"
+            ) from error
+        return k, n
 
     def sample_depths(self, index: int, samples: int, rng: random.Random) -> list[float]:
         """The depths of example ``index``'s needles: stratified over [0, 1], each needle its own."""

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import random
 
-from evaluation.errors import EvalUsageError
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length, prompt_budget
+from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
 from evaluation.scoring import recall_all
 from evaluation.tasks.base import RecallTask
 from evaluation.tasks.json_kv import JsonKV, random_uuid
@@ -102,12 +101,7 @@ class NeedleHaystack(RecallTask):
             prompt, offset = fmt.render(before + context + after, prefix)
             return prompt, offset + len(before), offset + len(before) + len(context)
 
-        try:
-            k, prompt, n = fit_to_length(lambda k: render(k)[0], fmt.count, target, most)
-        except ValueError as error:
-            raise EvalUsageError(
-                f"{self.name} cannot fit in {length} tokens ({error}); use longer --lengths"
-            ) from error
+        k, n = self.fit(lambda k: render(k)[0], fmt, length, most)
         if n < target * (1 - LENGTH_TOLERANCE) - 2 * fmt.count(needle):  # whole lines: one line of slack
             raise RuntimeError(f"{self.name}: fitted {n} tokens for a target of {target}")
         prompt, start, end = render(k)

@@ -113,7 +113,7 @@ class JsonKV(RecallTask):
                     f"{target} a {length}-token length leaves for the prompt; use longer --lengths"
                 )
         else:
-            k, pad, n = self.fit(render, fmt, length, target, most)
+            k, pad, n = self.fill(render, fmt, length, target, most)
         prompt, start, end = render(k, pad)
         assert prompt.count(query[1]) == 1, "the answer must occur exactly once"
         return self.make_example(
@@ -133,16 +133,11 @@ class JsonKV(RecallTask):
         as fill the prompt."""
         return None
 
-    def fit(
+    def fill(
         self, render, fmt: PromptFormat, length: int, target: int, most: int
     ) -> tuple[int, int | None, int]:
         """Filler records ``k``, top-up hex ``pad`` and token count of the prompt that fills ``target``."""
-        try:
-            k, _, n = fit_to_length(lambda k: render(k, None)[0], fmt.count, target, most)
-        except ValueError as error:
-            raise EvalUsageError(
-                f"json_kv cannot fit in {length} tokens ({error}); use longer --lengths"
-            ) from error
+        k, n = self.fit(lambda k: render(k, None)[0], fmt, length, most)
         pad = None
         for filler in (k, k - 1):  # top up the gap; if even the shortest top-up is too long, one record fewer
             if target - n <= int(target * LENGTH_TOLERANCE / 4) or filler < 0:

@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import random
 
-from evaluation.errors import EvalUsageError
 from evaluation.haystack import Haystack, nearest, sentence_starts
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length, prompt_budget
+from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
 from evaluation.scoring import recall_all
 from evaluation.tasks.base import RecallTask
 
@@ -108,8 +107,8 @@ class Needles(RecallTask):
     needs_haystack = True
     max_new_tokens = 50
 
-    def __init__(self, name: str, keys: int, values: int):
-        self.name, self.keys, self.values = name, keys, values
+    def __init__(self, name: str, keys: int, values: int, queried: int = 1):
+        self.name, self.keys, self.values, self.queried = name, keys, values, queried
         self.needles = keys * values
 
     def example(
@@ -121,7 +120,7 @@ class Needles(RecallTask):
         fmt: PromptFormat,
         haystack: Haystack,
     ) -> Example:
-        user_template, prefix_template = templates(plural=self.values > 1)
+        user_template, prefix_template = templates(plural=self.values * self.queried > 1)
         keys: list[str] = []
         while len(keys) < self.keys:
             key = random_key(rng)
@@ -132,13 +131,14 @@ class Needles(RecallTask):
             value = random_value(rng)
             if value not in values:
                 values.append(value)
-        query = keys[0]
+        asked = keys[: self.queried]  # RULER's wording: "k1, k2, and k3"
+        query = ", ".join(asked[:-1]) + ", and " + asked[-1] if len(asked) > 1 else asked[0]
         # (depth, needle): the queried key's values first, each needle at its own sampled depth
         needles = [
             (depths[i], NEEDLE.format(key=keys[i // self.values], value=values[i]))
             for i in range(len(values))
         ]
-        answers = values[: self.values]
+        answers = values[: self.values * self.queried]
         start = haystack.random_start(rng)
         before, after = user_template.split("{context}")
         before, after = before.format(query=query), after.format(query=query)
@@ -151,12 +151,7 @@ class Needles(RecallTask):
 
         target = prompt_budget(length, self.max_new_tokens)
         most = length * 8  # characters; far more than ``length`` tokens of text in any tokenizer
-        try:
-            chars, prompt, n = fit_to_length(lambda c: render(c)[0], fmt.count, target, most)
-        except ValueError as error:
-            raise EvalUsageError(
-                f"{self.name} cannot fit in {length} tokens ({error}); use longer --lengths"
-            ) from error
+        chars, n = self.fit(lambda c: render(c)[0], fmt, length, most)
         if n < target * (1 - LENGTH_TOLERANCE):
             raise RuntimeError(f"{self.name}: fitted {n} tokens for a target of {target}")
         prompt, begin, end = render(chars)
@@ -173,7 +168,7 @@ class Needles(RecallTask):
             prompt_tokens=n,
             answer_prefix=prefix,
             context_span=(begin, end),
-            distractors=values[self.values :],
+            distractors=values[self.values * self.queried :],
         )
 
     def score(self, output: str, example: Example) -> float:
