@@ -62,7 +62,7 @@ def test_every_score_carries_its_samples_and_interval(llama3, heldout_dir, tmp_p
 def test_a_half_right_reader_gets_an_interval_that_shows_it(llama3):
     rows = [
         {"id": f"t/512/{i}", "task": "json_kv", "target_length": 512, "depth": i / 100, "prompt_tokens": 400,
-         "score": 100.0 * (i % 2)}
+         "score": 100.0 * (i % 2), "seconds": 0.5}
         for i in range(100)
     ]  # fmt: skip
     examples = [type("E", (), {"id": r["id"]}) for r in rows]
