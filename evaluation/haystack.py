@@ -2,8 +2,9 @@
 
 A held-out folder holds plain-text files (``.txt``, ``.md``, optionally ``.gz``-compressed; one
 document each) and/or JSON lines (``.jsonl``, ``.jsonl.gz``; one document per line, in its
-``text`` field). Text is normalised the same way everywhere: a byte-order mark is dropped and
-Windows line ends become ``\\n``.
+``text`` field). Text is normalised as the build normalises it
+(``prolong_data.text.normalize_newlines``): a leading byte-order mark is dropped and CRLF and CR
+line ends become ``\\n``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.errors import EvalUsageError
+from prolong_data.text import normalize_newlines
 
 DEFAULT_HELDOUT = Path("examples/corpus/heldout")
 """Where ``make eval`` and ``prolong-data eval`` look by default (relative to the working directory)."""
@@ -29,10 +31,6 @@ class Document:
     name: str
     """File name, with ``:line`` for a JSON-lines document."""
     text: str
-
-
-def normalize_text(text: str) -> str:
-    return text.lstrip("\ufeff").replace("\r\n", "\n")
 
 
 def _read(path: Path) -> str:
@@ -52,11 +50,11 @@ def read_documents(folder: str | Path) -> list[Document]:
     docs: list[Document] = []
     for path in sorted(folder.iterdir()):
         if path.name.endswith(TEXT_SUFFIXES):
-            docs.append(Document(path.name, normalize_text(_read(path))))
+            docs.append(Document(path.name, normalize_newlines(_read(path))))
         elif path.name.endswith(JSONL_SUFFIXES):
             for line_no, line in enumerate(_read(path).splitlines(), start=1):
                 if line.strip():
-                    docs.append(Document(f"{path.name}:{line_no}", normalize_text(json.loads(line)["text"])))
+                    docs.append(Document(f"{path.name}:{line_no}", normalize_newlines(json.loads(line)["text"])))
     docs = [d for d in docs if d.text.strip()]
     if not docs:
         raise EvalUsageError(f"no documents in {folder}; it needs .txt, .txt.gz, .jsonl or .jsonl.gz files")

@@ -28,6 +28,7 @@ from prolong_data.sources.base import SourceReader, document
 from prolong_data.sources.files import OversizedFileError, SpecialFileError, inside, read_regular_file
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader
+from prolong_data.text import normalize_newlines
 
 REPO_HEADER = "# File: {path}\n"
 """Put before each file of a repository document; `{path}` is `repo/relative/path`."""
@@ -233,7 +234,7 @@ class RepoFolderReader(SourceReader):
         if is_generated(text[:SNIFF_BYTES]):
             self.stat_update("skipped_generated_files")
             return None
-        return text.removeprefix("\ufeff").replace("\r\n", "\n")  # no BOM, as books and rows
+        return normalize_newlines(text)
 
 
 def _is_repo_name(name: str) -> bool:
