@@ -21,14 +21,14 @@ from typing import Literal
 
 import yaml
 
-from prolong_data.config import ConfigError, from_dict, load, read_yaml, to_dict
+from prolong_data.config import ConfigError, load, read_yaml, to_dict
+from prolong_data.mixture import PROPORTION_TOLERANCE
 from prolong_data.sources.registry import SourceConfig, Utf8Policy
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 PackMode = Literal["concat", "length_binned", "best_fit"]
 PACK_MODES = typing.get_args(PackMode)
 GROUPS = ("long", "short")
-TOLERANCE = 1e-6
 
 
 @dataclass(kw_only=True)
@@ -191,7 +191,7 @@ class Recipe:
         if len(set(names)) != len(names):
             raise ValueError(f"a domain appears twice in recipe {self.name}: {names}")
         total = sum(d.proportion for d in self.domains)
-        if abs(total - 1) > TOLERANCE:
+        if abs(total - 1) > PROPORTION_TOLERANCE:
             shares = ", ".join(f"{d.name}={d.proportion:g}" for d in self.domains)
             raise ValueError(
                 f"recipe {self.name}: domain proportions sum to {total:.6f}, not 1 ({shares}); fix them so they "
@@ -235,11 +235,6 @@ class Recipe:
             shares = {n: p * want[group_of[n]] / sums[group_of[n]] for n, p in shares.items()}
         return shares
 
-    def with_overrides(self, **changes) -> Recipe:
-        """A copy with top-level fields replaced (validated again)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, **changes)
-
     def with_proportions(self, overrides: dict[str, float]) -> Recipe:
         """A copy where each named domain gets a new proportion and the other domains of its group
         are scaled so the group keeps its total (an inner-weight sweep without touching the rest)."""
@@ -259,7 +254,7 @@ class Recipe:
             rest = [n for n in members if n not in fixed]
             rest_total = sum(new[n] for n in rest)
             left = group_total - sum(fixed.values())
-            if left < -TOLERANCE or (rest and rest_total <= 0 and left > TOLERANCE):
+            if left < -PROPORTION_TOLERANCE or (rest and rest_total <= 0 and left > PROPORTION_TOLERANCE):
                 raise ValueError(
                     f"--proportion for {sorted(fixed)} exceeds the {group} group's total {group_total:g}; lower it"
                 )
@@ -343,14 +338,6 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping | Sequence[str] | N
         return load(Recipe, data, overrides)
     except ConfigError as err:
         raise ConfigError(f"{path.name}: {err}") from None
-
-
-def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
-    """A recipe from plain data (what a recipe YAML file holds)."""
-    try:
-        return from_dict(Recipe, data)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
