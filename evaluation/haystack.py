@@ -54,7 +54,9 @@ def read_documents(folder: str | Path) -> list[Document]:
         elif path.name.endswith(JSONL_SUFFIXES):
             for line_no, line in enumerate(_read(path).splitlines(), start=1):
                 if line.strip():
-                    docs.append(Document(f"{path.name}:{line_no}", normalize_newlines(json.loads(line)["text"])))
+                    docs.append(
+                        Document(f"{path.name}:{line_no}", normalize_newlines(json.loads(line)["text"]))
+                    )
     docs = [d for d in docs if d.text.strip()]
     if not docs:
         raise EvalUsageError(f"no documents in {folder}; it needs .txt, .txt.gz, .jsonl or .jsonl.gz files")

@@ -30,7 +30,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
-from pipelines.recipe import DomainConfig, PackConfig, Recipe, recipe_to_yaml
+from pipelines.recipe import DomainConfig, PackConfig, Recipe
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -403,4 +403,4 @@ class FinalizeBuild(PipelineStep):
         return finalize_build(self.recipe, self.domains, Path(self.out), report=self.report)
 
 
-__all__ = ["BuildError", "BuildOptions", "run_build", "plan_build", "recipe_to_yaml"]
+__all__ = ["BuildError", "BuildOptions", "run_build", "plan_build"]

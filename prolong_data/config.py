@@ -342,25 +342,6 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     tree[leaf] = value
 
 
-def split_file_option(argv: Sequence[str], option: str = "--config") -> tuple[str | None, list[str]]:
-    """(the value of `--config PATH` / `--config=PATH`, the other arguments) of a command line."""
-    rest, path, index = [], None, 0
-    while index < len(argv):
-        arg = argv[index]
-        if arg == option:
-            if index + 1 >= len(argv):
-                raise ConfigError(f"{option} needs a file")
-            path = argv[index + 1]
-            index += 2
-            continue
-        if arg.startswith(option + "="):
-            path = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        index += 1
-    return path, rest
-
-
 def merge(cls: type | None, base: Mapping | None, extra: Mapping, where: str = "") -> dict:
     """`base` (data of dataclass `cls`) with `extra` laid over it, key by key; a copy.
 

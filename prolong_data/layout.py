@@ -28,7 +28,6 @@ MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
 OPTIONS = "options.json"
 LOG_FILE = "shards.log"
-PASSES = ("read", "build", "finalize")
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
 

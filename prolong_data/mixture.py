@@ -70,14 +70,6 @@ class Mixture:
         return {"seq_len": self.seq_len, "streams": [asdict(s) for s in self.streams], **self.extra}
 
 
-def normalized(proportions: dict[str, float]) -> dict[str, float]:
-    """`proportions` scaled to sum to 1 (zero shares stay zero)."""
-    total = sum(proportions.values())
-    if total <= 0:
-        raise ValueError("proportions sum to 0")
-    return {k: v / total for k, v in proportions.items()}
-
-
 def write_mixture(mixture: Mixture, root: str | Path) -> Path:
     """Write `root/mixture.json`."""
     path = Path(root) / MIXTURE_FILE
