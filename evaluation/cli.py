@@ -14,9 +14,12 @@ import re
 import sys
 from pathlib import Path
 
+from evaluation import report
+from evaluation.backends import load_backend
 from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT
-from evaluation.tasks import ALL_TASKS
+from evaluation.runner import EvalSettings, run_evaluation
+from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
 
 CHAT_HINTS = ("instruct", "chat", "sft")
 """``--chat auto`` uses the chat template for models whose path or name contains one of these."""
@@ -98,16 +101,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation import report
-
     if args.compare:
         a, b = (report.load_results(folder) for folder in args.compare)
         print(report.compare_markdown(a, b, *args.compare), end="")
         return 0
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
-    from evaluation.backends import load_backend
-    from evaluation.runner import EvalSettings, run_evaluation
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     lengths = parse_lengths(args.lengths)
@@ -141,8 +140,6 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_need_heldout(tasks) -> bool:
     """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
-    from evaluation.tasks import DOC_LOSS, RECALL_TASKS
-
     return any(t == DOC_LOSS or (t in RECALL_TASKS and RECALL_TASKS[t].needs_haystack) for t in tasks)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evaluation import report
 from evaluation.backends import Backend
 from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
@@ -217,8 +218,6 @@ def run_evaluation(
     settings: EvalSettings, backend: Backend, out: str | Path, *, fresh: bool = False, progress: bool = True
 ) -> dict:
     """Runs (or resumes) the evaluation into ``out`` and writes its reports; returns ``results.json``'s content."""
-    from evaluation import report
-
     out = Path(out)
     prepare_folder(out, settings, fresh)
     fmt = PromptFormat(backend.tokenizer, settings.chat)

@@ -30,7 +30,17 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
+from pipelines.executors import (
+    check_executor_options,
+    make_executor,
+    require_complete,
+    restore_logs,
+    route_logs,
+)
+from pipelines.finalize import finalize_build
+from pipelines.progress import PassProgress
 from pipelines.recipe import DomainConfig, PackConfig, Recipe
+from pipelines.repair import reopen_damaged_tasks
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -302,8 +312,6 @@ def clear_output(out: Path) -> None:
 def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[DomainPlan]:
     """Validate everything that can be validated, then (and only then) touch the output folder:
     clear it for `fresh`, record the build's inputs. Returns the plans."""
-    from pipelines.executors import check_executor_options
-
     check_out_folder(options.out)
     check_executor_options(options)
     plans = plan_build(recipe, options)  # checks every source path
@@ -328,10 +336,6 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     (a deleted or truncated shard or index, a missing partition or stats file) are found and run
     again; the others are skipped.
     """
-    from pipelines.executors import make_executor, require_complete, restore_logs, route_logs
-    from pipelines.progress import PassProgress
-    from pipelines.repair import reopen_damaged_tasks
-
     plans = prepare(recipe, options, fresh)
     layout = BuildLayout(options.out)
     read, build = pass_step(plans, "read", options.out), pass_step(plans, "build", options.out)
@@ -398,8 +402,6 @@ class FinalizeBuild(PipelineStep):
         return iter(())
 
     def finalize(self) -> dict:
-        from pipelines.finalize import finalize_build
-
         return finalize_build(self.recipe, self.domains, Path(self.out), report=self.report)
 
 

@@ -15,6 +15,7 @@ from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
+from prolong_data.tokenize import load_tokenizer
 
 
 def _domain_counts(layout: BuildLayout, domain: str) -> dict:
@@ -43,8 +44,6 @@ def _add_step_counts(steps: dict[str, dict[str, float]], data: dict) -> None:
 
 def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, report: bool = True) -> dict:
     """Finalize every domain folder, then write mixture.json, manifest.json, recipe.yaml, reports."""
-    from prolong_data.tokenize import load_tokenizer
-
     tokenizer = load_tokenizer(recipe.tokenizer).describe()
     layout = BuildLayout(out)
     config = {d.name: d for d in recipe.domains}

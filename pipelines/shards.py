@@ -21,8 +21,15 @@ OUT/.build/logs/ (`--verbose` shows them here too).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+from pipelines.build import BuildError, BuildOptions, run_build
+from pipelines.finalize import remix
+from pipelines.recipe import load_recipe
+from prolong_data.config import parse_overrides
+from prolong_data.sources import SourcePathError
 
 
 def _proportion(text: str) -> tuple[str, float]:
@@ -103,9 +110,6 @@ NAMED_OVERRIDES = ("long_share", "token_budget", "max_repeat", "tokenizer")
 
 def resolve_recipe(args: argparse.Namespace):
     """The recipe of the command, with every override applied and paths expanded."""
-    from pipelines.recipe import load_recipe
-    from prolong_data.config import parse_overrides
-
     overrides = parse_overrides(getattr(args, "overrides", None) or [])
     for name in NAMED_OVERRIDES:
         if getattr(args, name) is not None:
@@ -117,10 +121,6 @@ def resolve_recipe(args: argparse.Namespace):
 
 
 def build_options(args: argparse.Namespace):
-    import os
-
-    from pipelines.build import BuildOptions
-
     slurm = {
         "partition": args.slurm_partition,
         "time": args.slurm_time,
@@ -147,15 +147,10 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.build import BuildError, run_build
-    from prolong_data.sources import SourcePathError
-
     try:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            from pipelines.finalize import remix
-
             remix(recipe, options.out, args.mixture_file)
             return 0
         if args.mixture_file != "mixture.json":

@@ -31,6 +31,7 @@ import numpy as np
 from prolong_data.contract import ShardError, check_columns, check_sample, file_hash
 from prolong_data.layout import MANIFEST, MIXTURE
 from prolong_data.mds_format import MDSFormatError, decompress, iter_shard, read_index
+from prolong_data.mixture import read_mixture
 
 RANK_GLOB = "rank-*"
 
@@ -109,8 +110,6 @@ def _read_json(path: Path, report: VerifyReport) -> dict | None:
 
 
 def check_mixture_root(root: Path, report: VerifyReport) -> None:
-    from prolong_data.mixture import read_mixture
-
     domains = {p.name: p for p in sorted(root.iterdir()) if (p / "index.json").is_file()}
     unindexed = [
         p for p in sorted(root.iterdir()) if p.is_dir() and p.name not in domains and any(p.glob(RANK_GLOB))

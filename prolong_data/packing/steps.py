@@ -16,6 +16,7 @@ from prolong_data.packing.bfd import BFDPacker
 from prolong_data.packing.binning import LengthBinner
 from prolong_data.packing.concat import ChunkPacker, ConcatPacker
 from prolong_data.packing.sequence import PackedSequence, PackingStats
+from prolong_data.tokenize import load_tokenizer
 
 
 class _PackStep(PipelineStep):
@@ -132,7 +133,6 @@ class PackBestFit(_PackStep):
         """`pad_id`, or the tokenizer's EOS id (looked up when the step runs, not when planned)."""
         if self.pad_id is not None:
             return self.pad_id
-        from prolong_data.tokenize import load_tokenizer
 
         return load_tokenizer(self.tokenizer).eos_id
 

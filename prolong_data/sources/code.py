@@ -25,7 +25,13 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from prolong_data.sources.base import SourceReader, document
-from prolong_data.sources.files import OversizedFileError, SpecialFileError, inside, read_regular_file
+from prolong_data.sources.files import (
+    OversizedFileError,
+    SourcePathError,
+    SpecialFileError,
+    inside,
+    read_regular_file,
+)
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader
 from prolong_data.text import normalize_newlines
@@ -148,8 +154,6 @@ class RepoFolderReader(SourceReader):
         self.min_files, self.header = min_files, header
 
     def list_units(self) -> list[str]:
-        from prolong_data.sources.files import SourcePathError
-
         repos: dict[str, str] = {}
         for root in self.paths:
             if not Path(root).is_dir():
