@@ -54,7 +54,7 @@ from prolong_data.mds import MDSShardWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
-from prolong_data.tokenize import load_tokenizer, warm_tokenizer
+from prolong_data.tokenization import load_tokenizer, warm_tokenizer
 
 
 class BuildError(RuntimeError):

@@ -21,7 +21,7 @@ from prolong_data.inspection import domain_folders, format_summary, plot_histogr
 from prolong_data.layout import RECIPE
 from prolong_data.mds import read_manifest
 from prolong_data.mds_format import MDSFormatError
-from prolong_data.tokenize import load_tokenizer
+from prolong_data.tokenization import load_tokenizer
 from prolong_data.verify import DamageError, NotAShardFolder, verify
 
 

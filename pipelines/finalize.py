@@ -15,7 +15,7 @@ from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
-from prolong_data.tokenize import load_tokenizer
+from prolong_data.tokenization import load_tokenizer
 
 
 def _domain_counts(layout: BuildLayout, domain: str) -> dict:

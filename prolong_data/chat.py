@@ -26,7 +26,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.assets import llama3_folder
 from prolong_data.contract import TOKEN_DTYPE
-from prolong_data.tokenize import LoadedTokenizer, TokenizedDocument, load_tokenizer
+from prolong_data.tokenization import LoadedTokenizer, TokenizedDocument, load_tokenizer
 
 ROLES = ("system", "user", "assistant")
 

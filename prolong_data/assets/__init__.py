@@ -3,7 +3,7 @@
 `prolong_data/assets/llama3/` holds Meta's `tokenizer.model`, the same tokenizer as an HF
 `tokenizer.json` (both gzipped), `tokenizer_config.json` and the NOTICE the Llama 3 license asks
 for (see docs/tokenizers.md). `llama3_folder()` unpacks them once into a cache folder that Hugging
-Face's `AutoTokenizer.from_pretrained` loads, and that `prolong_data.tokenize.load_tokenizer("llama3")`
+Face's `AutoTokenizer.from_pretrained` loads, and that `prolong_data.tokenization.load_tokenizer("llama3")`
 reads.
 """
 

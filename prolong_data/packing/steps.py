@@ -16,7 +16,7 @@ from prolong_data.packing.bfd import BFDPacker
 from prolong_data.packing.binning import LengthBinner
 from prolong_data.packing.concat import ChunkPacker, ConcatPacker
 from prolong_data.packing.sequence import PackedSequence, PackingStats
-from prolong_data.tokenize import load_tokenizer
+from prolong_data.tokenization import load_tokenizer
 
 
 class _PackStep(PipelineStep):

@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 from datatrove.pipeline.base import PipelineStep
 
-from prolong_data.tokenize import TokenizeDocuments
+from prolong_data.tokenization import TokenizeDocuments
 
 UTF8_POLICIES = ("repair", "drop")
 Utf8Policy = Literal["repair", "drop"]

@@ -35,7 +35,7 @@ from prolong_data.mds_format import MDSFormatError, read_index, shard_ranges, sh
 from prolong_data.sources.bad_input import BadInputLog
 from prolong_data.sources.files import SourcePathError
 from prolong_data.sources.registry import ReaderContext, SourceConfig, register_source
-from prolong_data.tokenize import TokenizedDocument
+from prolong_data.tokenization import TokenizedDocument
 
 LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
 

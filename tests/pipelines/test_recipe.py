@@ -318,7 +318,7 @@ def test_domain_checks_run_when_the_recipe_loads(tmp_path, change, message):
 
 def test_planning_loads_no_tokenizer(tmp_path, monkeypatch):
     """Planning (and so `--help`-fast failures) never loads a tokenizer, even for best_fit's pad id."""
-    import prolong_data.tokenize as tokenize
+    import prolong_data.tokenization.loading as tokenize
     from pipelines.build import PACK_STEPS, plan_domain
     from pipelines.recipe import PACK_MODES
 
