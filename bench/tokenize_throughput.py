@@ -148,8 +148,9 @@ def measure(which: str, src: Path, out: Path, args) -> dict:
 
 def our_stream(out: Path, rank: int) -> np.ndarray:
     from prolong_data.inspection import iter_samples
+    from prolong_data.layout import rank_folder
 
-    folder = out / "shards" / f"rank-{rank:05d}"
+    folder = rank_folder(out / "shards", rank)
     rows = [row["input_ids"] for _, _, row in iter_samples(folder)]
     return np.concatenate(rows) if rows else np.zeros(0, np.uint32)
 

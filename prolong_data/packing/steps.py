@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.layout import packing_report
 from prolong_data.packing.bfd import BFDPacker
 from prolong_data.packing.binning import LengthBinner
 from prolong_data.packing.concat import ChunkPacker, ConcatPacker
@@ -34,11 +34,9 @@ class _PackStep(PipelineStep):
             if isinstance(value, int):
                 self.stat_update(key, value=value)
         if self.report_folder:
-            folder = Path(self.report_folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"packing.{rank:05d}.json").write_text(
-                json.dumps(stats.as_dict(), sort_keys=True) + "\n"
-            )
+            path = packing_report(self.report_folder, rank)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(stats.as_dict(), sort_keys=True) + "\n")
 
 
 class PackConcat(_PackStep):

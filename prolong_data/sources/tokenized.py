@@ -30,6 +30,7 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.contract import TOKEN_DTYPE
+from prolong_data.layout import index_file
 from prolong_data.mds import read_manifest
 from prolong_data.mds_format import MDSFormatError, read_index, shard_ranges, shard_samples
 from prolong_data.sources.bad_input import BadInputLog
@@ -66,7 +67,7 @@ class TokenizedShardsReader(PipelineStep):
     def check(self) -> None:
         """Fail now (not in a worker) when a folder has no MDS index."""
         for path in self.paths:
-            if not (Path(path) / "index.json").is_file():
+            if not index_file(path).is_file():
                 raise SourcePathError(
                     f"tokenized source {path} has no index.json: give an MDS folder (a domain folder of a "
                     "build, or one of ProLong's released domain folders)"
