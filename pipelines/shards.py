@@ -29,6 +29,7 @@ from pipelines.build import BuildError, BuildOptions, run_build
 from pipelines.finalize import remix
 from pipelines.recipe import load_recipe
 from prolong_data.config import parse_overrides
+from prolong_data.layout import MIXTURE
 from prolong_data.sources import SourcePathError
 
 
@@ -81,7 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--mixture-only", action="store_true", help="only rewrite the mixture and budget of built shards"
     )
-    p.add_argument("--mixture-file", default="mixture.json", help="name of the mixture file written in --out")
+    p.add_argument("--mixture-file", default=MIXTURE, help="name of the mixture file written in --out")
     p.add_argument("--fresh", action="store_true", help="delete a previous build in --out first")
     p.add_argument("--no-report", action="store_true", help="skip report/report.md and the PNG plots")
     p.add_argument(
@@ -151,9 +152,9 @@ def run(args: argparse.Namespace) -> int:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            remix(recipe, options.out, args.mixture_file)
+            remix(recipe, options.layout, args.mixture_file)
             return 0
-        if args.mixture_file != "mixture.json":
+        if args.mixture_file != MIXTURE:
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
     except (ValueError, SourcePathError, BuildError, OSError) as err:

@@ -320,6 +320,7 @@ def test_planning_loads_no_tokenizer(tmp_path, monkeypatch):
     """Planning (and so `--help`-fast failures) never loads a tokenizer, even for best_fit's pad id."""
     import prolong_data.tokenization.loading as tokenize
     from pipelines.build import PACK_STEPS, plan_domain
+    from prolong_data.layout import BuildLayout
     from pipelines.recipe import PACK_MODES
 
     monkeypatch.setattr(tokenize, "_load_tokenizer_cached", lambda *a: pytest.fail("tokenizer loaded"))
@@ -327,7 +328,7 @@ def test_planning_loads_no_tokenizer(tmp_path, monkeypatch):
     for name in ("sft", "stage2-512k"):
         recipe = load_recipe(name)
         for domain in recipe.present_domains():
-            plan = plan_domain(recipe, domain, tmp_path, None)
+            plan = plan_domain(recipe, domain, BuildLayout(tmp_path), None)
             packer = plan.build_steps[-2]
             assert (
                 type(packer).__name__
