@@ -33,7 +33,7 @@ from pipelines.executors import (
 )
 from pipelines.finalize import finalize_build
 from pipelines.progress import PassProgress
-from pipelines.recipe import DomainConfig, PackConfig, Recipe
+from pipelines.recipe import DomainConfig, Recipe
 from pipelines.repair import reopen_damaged_tasks
 from prolong_data.filters import (
     ExactDedupFilter,
@@ -54,7 +54,6 @@ from prolong_data.layout import (
     index_file,
 )
 from prolong_data.mds import MDSShardWriter
-from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
 from prolong_data.tokenization import load_tokenizer, warm_tokenizer
@@ -128,25 +127,6 @@ def domain_task_count(recipe: Recipe, domain: DomainConfig, tasks: int | None) -
     return min(wanted, domain.max_tasks) if domain.max_tasks else wanted
 
 
-def _pack_concat(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
-    return PackConcat(recipe.seq_len, report_folder=folder)
-
-
-def _pack_length_binned(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
-    return PackLengthBinned(recipe.seq_len, pack.chunk_len, bins=pack.bins or None, report_folder=folder)
-
-
-def _pack_best_fit(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
-    # the padding span is EOS tokens with mask 0; the step looks the id up when it runs
-    return PackBestFit(
-        recipe.seq_len, tokenizer=recipe.tokenizer, too_long=pack.too_long, report_folder=folder
-    )
-
-
-PACK_STEPS = {"concat": _pack_concat, "length_binned": _pack_length_binned, "best_fit": _pack_best_fit}
-"""The packer step of each pack mode (`PackConfig.mode`)."""
-
-
 def source_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout) -> list[PipelineStep]:
     """The domain's readers, then the filters that work on text: its documents before any shuffle."""
     steps: list[PipelineStep] = []
@@ -178,13 +158,13 @@ def document_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout) ->
     if domain.pack.min_document_tokens:
         steps.append(MinTokensFilter(domain.pack.min_document_tokens))
     steps.append(CountTokenized())
-    steps.append(PACK_STEPS[domain.pack.mode](recipe, domain.pack, folder))
+    steps.append(domain.pack.step(recipe.seq_len, recipe.tokenizer, folder))
     steps.append(
         MDSShardWriter(
             folder,
             domain.name,
             recipe.seq_len,
-            with_mask=domain.pack.mode == "best_fit",
+            with_mask=domain.pack.writes_mask,
             compression=recipe.compression,
         )
     )

@@ -13,7 +13,9 @@ One loader serves every configuration of the project (recipes, trainer configs, 
   (`domains.fineweb-edu`). Values are read as YAML (`--steps=3` is an int, `--betas=0.9,0.95` a
   pair).
 * A base class can stand for several concrete classes chosen by the data (the source kinds,
-  chosen by `kind`): it defines a classmethod `config_class(data: dict) -> type`.
+  chosen by `kind`; the pack modes, by `mode`): it defines a classmethod
+  `config_class(data: dict) -> type`, and `config_key`, the field that chooses, when it is not
+  `kind`.
 """
 
 from __future__ import annotations
@@ -350,7 +352,8 @@ def merge(cls: type | None, base: Mapping | None, extra: Mapping, where: str = "
     """
     out = dict(base or {})
     if cls is not None:
-        cls = concrete_class(cls, {**out, **{k: v for k, v in extra.items() if k == "kind"}}, where)
+        key = getattr(cls, "config_key", "kind")  # the field that picks the concrete class
+        cls = concrete_class(cls, {**out, **{k: v for k, v in extra.items() if k == key}}, where)
     types_ = field_types(cls) if cls is not None else {}
     for key, value in extra.items():
         name = key

@@ -306,7 +306,11 @@ def test_every_shipped_and_hand_written_recipe_loads_and_round_trips(tmp_path):
             r"kinds \['code_rows', 'rows'\] cannot share a domain",
         ),
         ({"pack": {"mode": "length_binned", "chunk_len": 4096, "bins": [1024]}}, "must be one of the bins"),
-        ({"pack": {"mode": "pack_tight"}}, r"pack.mode: 'pack_tight' is not one of \['concat'"),
+        (
+            {"pack": {"mode": "pack_tight"}},
+            r"pack: pack mode 'pack_tight' is not one of \['best_fit', 'concat', 'length_binned'\]",
+        ),
+        ({"pack": {"mode": "concat", "chunk_len": 4096}}, r"unknown pack field\(s\) \['chunk_len'\]"),
     ],
 )
 def test_domain_checks_run_when_the_recipe_loads(tmp_path, change, message):
@@ -319,12 +323,12 @@ def test_domain_checks_run_when_the_recipe_loads(tmp_path, change, message):
 def test_planning_loads_no_tokenizer(tmp_path, monkeypatch):
     """Planning (and so `--help`-fast failures) never loads a tokenizer, even for best_fit's pad id."""
     import prolong_data.tokenization.loading as tokenize
-    from pipelines.build import PACK_STEPS, plan_domain
+    from pipelines.build import plan_domain
     from prolong_data.layout import BuildLayout
-    from pipelines.recipe import PACK_MODES
+    from prolong_data.packing.registry import pack_modes
 
     monkeypatch.setattr(tokenize, "_load_tokenizer_cached", lambda *a: pytest.fail("tokenizer loaded"))
-    assert set(PACK_STEPS) == set(PACK_MODES)
+    assert pack_modes() == ["best_fit", "concat", "length_binned"]
     for name in ("sft", "stage2-512k"):
         recipe = load_recipe(name)
         for domain in recipe.present_domains():
