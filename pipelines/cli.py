@@ -3,7 +3,7 @@
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
 prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
-prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
+prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see prolong_data/evaluation/cli.py)
 
 Exit status: 0 success; 1 `verify` found damage; 2 a user error (a message says what to fix).
 """
@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from evaluation.cli import add_parser as add_eval_parser
 from pipelines import shards
 from pipelines.finalize import NO_PLOTS, can_plot
+from prolong_data.evaluation.cli import add_parser as add_eval_parser
 from prolong_data.inspection import domain_folders, format_summary, plot_histograms, sample_at, summarize
 from prolong_data.layout import RECIPE
 from prolong_data.mds import read_manifest

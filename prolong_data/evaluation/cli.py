@@ -14,12 +14,12 @@ import re
 import sys
 from pathlib import Path
 
-from evaluation import report
-from evaluation.backends import load_backend
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import DEFAULT_HELDOUT
-from evaluation.runner import EvalSettings, run_evaluation
-from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
+from prolong_data.evaluation import report
+from prolong_data.evaluation.backends import load_backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
 
 CHAT_HINTS = ("instruct", "chat", "sft")
 """``--chat auto`` uses the chat template for models whose path or name contains one of these."""

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.text import normalize_newlines
 
 DEFAULT_HELDOUT = Path("examples/corpus/heldout")

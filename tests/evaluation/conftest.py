@@ -58,7 +58,7 @@ def small_bpe(heldout_dir):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from evaluation.haystack import read_documents
+    from prolong_data.evaluation.haystack import read_documents
 
     texts = [d.text[:200_000] for d in read_documents(heldout_dir)]
     bpe = Tokenizer(models.BPE())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evaluation.haystack import read_documents
+from prolong_data.evaluation.haystack import read_documents
 from prolong_data.sources import BookFolderReader, RepoFolderReader
 from prolong_data.text import normalize_newlines
 
