@@ -96,3 +96,5 @@ def test_rank_and_packing_names():
     assert Path("d/packing.00007.json").match(f"d/{layout.PACKING_GLOB}")
     assert layout.budget_report_name() == "budget.json"
     assert layout.budget_report_name("mixture-long40.json") == "budget-mixture-long40.json"
+    for mixture_file in ("mixture.json", "mixture-long40.json"):
+        assert Path(layout.budget_report_name(mixture_file)).match(layout.BUDGET_GLOB)
