@@ -153,9 +153,10 @@ def write_mixture_files(
     }
 
 
-def remix(recipe: Recipe, layout: BuildLayout, mixture_file: str = MIXTURE) -> dict:
+def remix(recipe: Recipe, out: Path, mixture_file: str = MIXTURE) -> dict:
     """A new mixture file (and budget) for shards already built in `out`: a ratio sweep without
     re-sharding. Domains are read from their manifests."""
+    layout = BuildLayout(out)
     rows = {}
     tokenizer = None
     for d in recipe.present_domains():

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            remix(recipe, options.layout, args.mixture_file)
+            remix(recipe, options.out, args.mixture_file)
             return 0
         if args.mixture_file != MIXTURE:
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
