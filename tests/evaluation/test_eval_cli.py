@@ -90,7 +90,8 @@ def test_vllm_backend_is_guarded():
 
 def test_parser_and_tasks_import_no_torch():
     code = (
-        "import sys, pipelines.cli, evaluation.cli, evaluation.runner, evaluation.report, evaluation.tasks;"
+        "import sys, pipelines.cli, prolong_data.evaluation.cli, prolong_data.evaluation.runner,"
+        " prolong_data.evaluation.report, prolong_data.evaluation.tasks;"
         "pipelines.cli.build_parser();"
         "bad = [m for m in ('torch', 'transformers', 'vllm', 'matplotlib') if m in sys.modules];"
         "assert not bad, bad"
