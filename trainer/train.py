@@ -25,6 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prolong_data.extras import exit_unless_train_extra
+
+exit_unless_train_extra("python -m trainer.train")  # the core install: one line saying what to install
+
 import torch
 import torch.distributed as dist
 import yaml

@@ -20,6 +20,7 @@ from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
 from prolong_data.evaluation.runner import EvalSettings, run_evaluation
 from prolong_data.evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
+from prolong_data.extras import TrainExtraMissing, require_train_extra
 
 CHAT_HINTS = ("instruct", "chat", "sft")
 """``--chat auto`` uses the chat template for models whose path or name contains one of these."""
@@ -49,7 +50,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="long-context evaluation: JSON key-value and needle recall, loss by position",
-        description=__doc__,
+        description=__doc__.split("\n\nImporting")[0],  # the usage, not the note for developers
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", help="HF folder or hub id of the causal LM (e.g. runs/sft/hf)")
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
+    require_train_extra("prolong-data eval", ("torch", "transformers"))
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     lengths = parse_lengths(args.lengths)
@@ -147,6 +149,6 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2."""
     try:
         return run(args)
-    except EvalUsageError as error:
+    except (EvalUsageError, TrainExtraMissing) as error:
         print(f"prolong-data eval: error: {error}", file=sys.stderr)
         return 2

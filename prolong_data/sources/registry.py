@@ -84,7 +84,7 @@ class SourceConfig:
     pack_modes: ClassVar[tuple[str, ...] | None] = None
     """The pack modes this kind's documents allow; None allows every mode."""
     path_fields: ClassVar[tuple[str, ...]] = ()
-    """Fields holding paths, where the recipe expands `{corpus}`, `{stdlib}`, `{purelib}`."""
+    """Fields holding paths, where the recipe expands `{corpus}`, `{sample_corpus}`, `{stdlib}`, `{purelib}`."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -142,7 +142,8 @@ class FileSourceConfig(SourceConfig):
     """A source read from files or folders."""
 
     paths: list[str] = field(default_factory=list)
-    """Files or folders (searched recursively); `{corpus}`, `{stdlib}`, `{purelib}` are expanded."""
+    """Files or folders (searched recursively); `{corpus}`, `{sample_corpus}`, `{stdlib}`, `{purelib}`
+    are expanded."""
     glob: str | None = None
     """Only files whose name matches this pattern (default: the reader's usual endings)."""
     max_file_bytes: int | None = None
