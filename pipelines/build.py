@@ -133,7 +133,8 @@ def source_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout | Non
     steps: list[PipelineStep] = []
     for i, source in enumerate(domain.sources):
         bad_file = layout.bad_input_pattern(domain.name, i) if layout is not None else None
-        steps.append(source.reader(ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8)))
+        context = ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8, tokenizer=recipe.tokenizer)
+        steps.append(source.reader(context))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
             steps.append(HashSplitFilter(buckets, [bucket]))

@@ -58,6 +58,9 @@ class ReaderContext:
     """Where the reader writes its bad-input log (`{rank}` is the task's rank)."""
     utf8: str = "repair"
     """The recipe's policy for invalid UTF-8."""
+    tokenizer: str | None = None
+    """The recipe's tokenizer (as `load_tokenizer` takes it): sources of token ids check theirs
+    against it."""
 
     def reader_options(self) -> dict:
         """Keyword arguments every `SourceReader` takes."""
