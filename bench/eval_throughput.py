@@ -15,14 +15,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from prolong_data.assets import llama3_folder
+from prolong_data.evaluation.backends.hf import HFBackend
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.hf_tokenizer import load_hf_tokenizer
+
 
 def save_smoke_model(folder: Path) -> Path:
     """The tiny random Llama with the packaged Llama-3 tokenizer, saved like an export."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
-
-    from prolong_data.assets import llama3_folder
-    from prolong_data.hf_tokenizer import load_hf_tokenizer
 
     config = LlamaConfig(
         vocab_size=128256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
@@ -36,9 +38,6 @@ def save_smoke_model(folder: Path) -> Path:
 
 def measure(model: Path, heldout: str, samples: int, batch_sizes: list[int], out: Path) -> list[dict]:
     """One evaluation per batch size on the same examples; its throughput figures."""
-    from evaluation.backends.hf import HFBackend
-    from evaluation.runner import EvalSettings, run_evaluation
-
     backend = HFBackend(str(model), device="cpu")
     settings = EvalSettings(
         model=str(model), tasks=("json_kv", "niah_single"), lengths=(1024,), samples=samples, heldout=heldout

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prolong_data.assets import llama3_folder
+from prolong_data.chat import LLAMA3_TEMPLATE
 from prolong_data.hf_tokenizer import load_hf_tokenizer
 from trainer.attention import DocMask, register_attention
 from trainer.config import ModelConfig, TinyConfig
@@ -194,8 +196,6 @@ def load_tokenizer(model: ModelConfig):
             "the tiny model has no tokenizer of its own; pass --model.tokenizer=llama3 or a folder"
         )
     if source == "llama3":
-        from prolong_data.assets import llama3_folder
-
         source = llama3_folder()
     return load_hf_tokenizer(source)
 
@@ -228,8 +228,6 @@ def export_hf(
     config.save_pretrained(out)
     if tokenizer is not None:
         if chat and not getattr(tokenizer, "chat_template", None):  # SFT models need one to be used
-            from prolong_data.chat import LLAMA3_TEMPLATE
-
             tokenizer.chat_template = LLAMA3_TEMPLATE
         tokenizer.save_pretrained(out)
     return out

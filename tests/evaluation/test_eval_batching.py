@@ -7,12 +7,12 @@ import json
 import pytest
 from tests_eval_helpers import oracle_answer
 
-from evaluation.backends import Reader
-from evaluation.runner import EvalSettings, batches, run_evaluation
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.runner import EvalSettings, batches, run_evaluation
 
 
 def test_batches_group_one_budget_sorted_by_length():
-    from evaluation.prompts import Example
+    from prolong_data.evaluation.prompts import Example
 
     def ex(i, budget, tokens):
         return Example(id=str(i), task="t", target_length=1, depth=0.0, prompt="", answers=[], prompt_tokens=tokens,
@@ -43,7 +43,7 @@ def test_a_batched_run_writes_the_same_results(llama3, heldout_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    from evaluation.backends.hf import HFBackend
+    from prolong_data.evaluation.backends.hf import HFBackend
 
     return HFBackend(str(tiny_model_dir), device="cpu")
 

@@ -10,13 +10,13 @@ import re
 import pytest
 from tests_eval_helpers import oracle_answer
 
-from evaluation.backends import Reader
-from evaluation.haystack import Haystack, read_documents
-from evaluation.prompts import PromptFormat
-from evaluation.runner import EvalSettings, run_evaluation
-from evaluation.tasks import PROTOCOL_DEFAULTS, recall_category
-from evaluation.tasks.base import example_rng
-from evaluation.tasks.helmet import HELMET_TASKS, RULER_DEPTHS, json_kv_records
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.haystack import Haystack, read_documents
+from prolong_data.evaluation.prompts import PromptFormat
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.evaluation.tasks import PROTOCOL_DEFAULTS, recall_category
+from prolong_data.evaluation.tasks.base import example_rng
+from prolong_data.evaluation.tasks.helmet import HELMET_TASKS, RULER_DEPTHS, json_kv_records
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 WORD_KEY = r"[a-z]+-[a-z]+"

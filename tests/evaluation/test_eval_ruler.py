@@ -10,13 +10,13 @@ from collections import Counter
 import pytest
 from tests_eval_helpers import last_list, oracle_answer, variable_chain
 
-from evaluation.backends import Reader
-from evaluation.haystack import Haystack, read_documents
-from evaluation.prompts import LENGTH_TOLERANCE, PromptFormat
-from evaluation.runner import EvalSettings, run_evaluation
-from evaluation.tasks.base import example_rng
-from evaluation.tasks.helmet import RULER_DEPTHS
-from evaluation.tasks.ruler import NOISE, RULER_TASKS
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.haystack import Haystack, read_documents
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, PromptFormat
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.evaluation.tasks.base import example_rng
+from prolong_data.evaluation.tasks.helmet import RULER_DEPTHS
+from prolong_data.evaluation.tasks.ruler import NOISE, RULER_TASKS
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,12 @@ import re
 
 import pytest
 
-from evaluation.haystack import SENTENCE_START, Haystack, read_documents
-from evaluation.prompts import LENGTH_TOLERANCE, PromptFormat, prompt_budget
-from evaluation.tasks import RECALL_TASKS
-from evaluation.tasks.base import depth_bin, example_rng, stratified_depths
-from evaluation.tasks.json_kv import demo_indices
-from evaluation.tasks.niah import NEEDLE
+from prolong_data.evaluation.haystack import SENTENCE_START, Haystack, read_documents
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, PromptFormat, prompt_budget
+from prolong_data.evaluation.tasks import RECALL_TASKS
+from prolong_data.evaluation.tasks.base import depth_bin, example_rng, stratified_depths
+from prolong_data.evaluation.tasks.json_kv import demo_indices
+from prolong_data.evaluation.tasks.niah import NEEDLE
 
 NEEDLE_RE = re.compile(r"One of the special magic numbers for \S+ is: \d{7}\.")
 LICENCE = ("Project Gutenberg License", "Project Gutenberg-tm", "*** START OF", "*** END OF", "gutenberg.org")

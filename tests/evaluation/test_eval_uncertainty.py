@@ -8,10 +8,10 @@ import json
 import pytest
 from tests_eval_helpers import oracle_answer
 
-from evaluation.backends import Reader
-from evaluation.report import compare_markdown, load_results, summarize
-from evaluation.runner import EvalSettings, run_evaluation
-from evaluation.uncertainty import RESAMPLES, bootstrap_interval, separated
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.report import compare_markdown, load_results, summarize
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.evaluation.uncertainty import RESAMPLES, bootstrap_interval, separated
 
 
 def test_a_50_50_score_of_100_samples_is_about_plus_minus_10():

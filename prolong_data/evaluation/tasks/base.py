@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from evaluation.errors import EvalUsageError
-from evaluation.prompts import Example, PromptFormat, fit_to_length, prompt_budget
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.prompts import Example, PromptFormat, fit_to_length, prompt_budget
 
 
 def stratified_depths(index: int, samples: int, needles: int, rng: random.Random) -> list[float]:

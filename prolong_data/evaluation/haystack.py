@@ -3,7 +3,7 @@
 A held-out folder holds plain-text files (``.txt``, ``.md``, optionally ``.gz``-compressed; one
 document each) and/or JSON lines (``.jsonl``, ``.jsonl.gz``; one document per line, in its
 ``text`` field). Text is cleaned as the book source cleans books (``clean_book_text``): a
-byte-order mark is dropped, line ends become ``\\n``, and a Project Gutenberg licence header and
+byte-order mark is dropped, CRLF and CR line ends become ``\\n`` (``prolong_data.text``), and a Project Gutenberg licence header and
 footer are cut away, so no haystack holds licence boilerplate.
 
 Needles go at sentence starts only (after a sentence's final ``.``, ``!`` or ``?``, or at a
@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
 from prolong_data.assets import SAMPLE_CORPUS
+from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.sources.books import clean_book_text
 
 DEFAULT_HELDOUT = SAMPLE_CORPUS / "heldout"

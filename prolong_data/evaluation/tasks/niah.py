@@ -20,17 +20,17 @@ Base-format prompt (single value; the multivalue wording is plural, as RULER's):
     What is the special magic number for KEY mentioned in the provided text?
     The special magic number for KEY mentioned in the provided text is
 
-Scored as HELMET's ``ruler_recall`` (``evaluation.scoring.recall_all``).
+Scored as HELMET's ``ruler_recall`` (``prolong_data.evaluation.scoring.recall_all``).
 """
 
 from __future__ import annotations
 
 import random
 
-from evaluation.haystack import Haystack, nearest, sentence_starts
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
-from evaluation.scoring import recall_all
-from evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.haystack import Haystack, nearest, sentence_starts
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
+from prolong_data.evaluation.scoring import recall_all
+from prolong_data.evaluation.tasks.base import RecallTask
 
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.hf_tokenizer import load_hf_tokenizer
 
 LOSS_CHUNK = 4096

@@ -14,9 +14,12 @@ import re
 import sys
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import DEFAULT_HELDOUT
-from evaluation.tasks import PROTOCOL_DEFAULTS, PROTOCOL_TASKS, protocol_tasks
+from prolong_data.evaluation import report
+from prolong_data.evaluation.backends import load_backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
+from prolong_data.evaluation.tasks import PROTOCOL_DEFAULTS, PROTOCOL_TASKS, protocol_tasks
 from prolong_data.extras import TrainExtraMissing, require_train_extra
 
 
@@ -143,8 +146,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation import report
-
     if args.compare:
         a, b = (report.load_results(folder) for folder in args.compare)
         print(report.compare_markdown(a, b, *args.compare), end="")
@@ -156,9 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise EvalUsageError("--batch-size must be at least 1")
     require_train_extra("prolong-data eval", ("torch", "transformers"))
     check_out_folder(args.out)
-    from evaluation.backends import load_backend
-    from evaluation.backends.hf import load_tokenizer, model_max_positions
-    from evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
+    from prolong_data.evaluation.backends.hf import load_tokenizer, model_max_positions
 
     defaults = PROTOCOL_DEFAULTS[args.protocol]
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else defaults["tasks"]

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import random
 
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
-from evaluation.scoring import recall_all
-from evaluation.tasks.base import RecallTask
-from evaluation.tasks.json_kv import JsonKV, random_uuid
-from evaluation.tasks.niah import Needles, random_key, random_value
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
+from prolong_data.evaluation.scoring import recall_all
+from prolong_data.evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.tasks.json_kv import JsonKV, random_uuid
+from prolong_data.evaluation.tasks.niah import Needles, random_key, random_value
 
 JSON_KV_RECORDS = {8192: 105, 16384: 220, 32768: 440, 65536: 900, 131072: 1800}
 """HELMET's record counts per length (its ``test_k{N}_dep6.jsonl`` files)."""

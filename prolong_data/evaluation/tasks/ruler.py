@@ -23,10 +23,10 @@ import math
 import random
 import string
 
-from evaluation.prompts import Example, PromptFormat
-from evaluation.scoring import recall_all
-from evaluation.tasks.base import RecallTask
-from evaluation.tasks.helmet import HelmetMultiValue
+from prolong_data.evaluation.prompts import Example, PromptFormat
+from prolong_data.evaluation.scoring import recall_all
+from prolong_data.evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.tasks.helmet import HelmetMultiValue
 
 NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 VT_TEMPLATE = (

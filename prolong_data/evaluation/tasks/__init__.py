@@ -3,16 +3,16 @@
 Recall tasks (``json_kv``, ``niah_*``) generate prompts with answers and are scored on the
 model's greedy output; ``doc_loss`` measures per-token loss on held-out documents by position.
 A protocol is a set of tasks with its defaults: ``default`` (ours, for the research loop) and
-``helmet`` (HELMET's recall category, ``evaluation.tasks.helmet``) and ``ruler`` (RULER's tasks
-beyond needles, ``evaluation.tasks.ruler``).
+``helmet`` (HELMET's recall category, ``prolong_data.evaluation.tasks.helmet``) and ``ruler`` (RULER's tasks
+beyond needles, ``prolong_data.evaluation.tasks.ruler``).
 """
 
 from __future__ import annotations
 
-from evaluation.tasks.helmet import HELMET_TASKS
-from evaluation.tasks.json_kv import JsonKV
-from evaluation.tasks.niah import Needles
-from evaluation.tasks.ruler import RULER_TASKS
+from prolong_data.evaluation.tasks.helmet import HELMET_TASKS
+from prolong_data.evaluation.tasks.json_kv import JsonKV
+from prolong_data.evaluation.tasks.niah import Needles
+from prolong_data.evaluation.tasks.ruler import RULER_TASKS
 
 RECALL_TASKS = {
     "json_kv": JsonKV(),

@@ -6,11 +6,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
-from evaluation.tasks import doc_loss as doc_loss_task
-from evaluation.tasks import recall_category, task_order
-from evaluation.tasks.base import depth_bin
-from evaluation.uncertainty import bootstrap_interval, separated
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.tasks import doc_loss as doc_loss_task
+from prolong_data.evaluation.tasks import recall_category, task_order
+from prolong_data.evaluation.tasks.base import depth_bin
+from prolong_data.evaluation.uncertainty import bootstrap_interval, separated
 
 
 def _mean(values: list[float]) -> float:

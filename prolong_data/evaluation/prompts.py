@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.errors import EvalUsageError
 
 LENGTH_TOLERANCE = 0.01
 """A fitted prompt has between (1 - LENGTH_TOLERANCE) x its budget and its budget of tokens."""
