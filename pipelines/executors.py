@@ -137,7 +137,8 @@ def make_executor(
     settings: ExecutorConfig | None = None,
     seq_len: int = 0,
 ):
-    """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
+    """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`;
+    `check_executor_options(options, settings)` has passed.
 
     Completion markers in `logging_dir/completions/` make reruns skip finished tasks. Local
     workers start as `LOCAL_START_METHOD` says. Unless `options.verbose`, local tasks keep their
@@ -162,7 +163,6 @@ def make_executor(
             start_method=LOCAL_START_METHOD,
             **kwargs,
         )
-    check_executor_options(options, settings)
     if options.executor == "slurm":
         slurm = settings.slurm
         return SlurmExecutor(
@@ -202,10 +202,8 @@ def _local_workers(options, tasks: int) -> int:
 
 
 def _init_ray(ray_settings: RaySettings) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--executor ray needs ray: pip install 'prolong-data[ray]'") from None
+    import ray  # present: check_executor_options ran before the build started
+
     if not ray.is_initialized():
         ray.init(
             address=ray_settings.address,

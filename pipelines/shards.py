@@ -25,8 +25,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipelines.recipe import recipe_names
+import yaml
+
+from pipelines.build import BuildError, BuildOptions, run_build
+from pipelines.finalize import remix
+from pipelines.recipe import load_recipe, recipe_names
 from pipelines.resources import PASSES
+from prolong_data.config import parse_overrides
+from prolong_data.layout import MIXTURE
+from prolong_data.sources import SourcePathError
 
 
 def _proportion(text: str) -> tuple[str, float]:
@@ -113,7 +120,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--mixture-only", action="store_true", help="only rewrite the mixture and budget of built shards"
     )
-    p.add_argument("--mixture-file", default="mixture.json", help="name of the mixture file written in --out")
+    p.add_argument("--mixture-file", default=MIXTURE, help="name of the mixture file written in --out")
     p.add_argument("--fresh", action="store_true", help="delete a previous build in --out first")
     p.add_argument("--no-report", action="store_true", help="skip report/report.md and the PNG plots")
     p.add_argument(
@@ -181,9 +188,6 @@ NAMED_OVERRIDES = ("long_share", "token_budget", "max_repeat", "tokenizer")
 
 def resolve_recipe(args: argparse.Namespace):
     """The recipe of the command, with every override applied and paths expanded."""
-    from pipelines.recipe import load_recipe
-    from prolong_data.config import parse_overrides
-
     overrides = parse_overrides(getattr(args, "overrides", None) or [])
     for name in NAMED_OVERRIDES:
         if getattr(args, name) is not None:
@@ -197,8 +201,6 @@ def resolve_recipe(args: argparse.Namespace):
 
 def executor_overrides(args: argparse.Namespace) -> dict:
     """The recipe's `executor:` block as the engine and resource flags set it."""
-    import yaml
-
     settings: dict = {}
     for field, read in (("cpus", yaml.safe_load), ("mem_gb", yaml.safe_load), ("time", str)):
         for passes, value in getattr(args, field):
@@ -231,8 +233,6 @@ def executor_overrides(args: argparse.Namespace) -> dict:
 
 def _yaml_mapping(flag: str, text: str) -> dict:
     """A mapping given inline (`{pip: [x]}`) or as a file holding one."""
-    import yaml
-
     path = Path(text).expanduser()
     try:
         data = yaml.safe_load(path.read_text() if path.is_file() else text)
@@ -254,8 +254,6 @@ def _merge_into(tree: dict, more: dict) -> None:
 
 
 def build_options(args: argparse.Namespace):
-    from pipelines.build import BuildOptions
-
     if "://" in args.out:
         raise ValueError(
             f"--out {args.out}: output to a URL is not supported; build into a folder on a file system the "
@@ -272,18 +270,13 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.build import BuildError, run_build
-    from prolong_data.sources import SourcePathError
-
     try:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            from pipelines.finalize import remix
-
             remix(recipe, options.out, args.mixture_file)
             return 0
-        if args.mixture_file != "mixture.json":
+        if args.mixture_file != MIXTURE:
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
     except (ValueError, SourcePathError, BuildError, OSError) as err:

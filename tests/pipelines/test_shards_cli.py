@@ -157,11 +157,12 @@ def test_keep_removed_writes_what_the_filters_removed(tmp_path, tiny_corpus, tok
     import json
 
     from pipelines.build import BuildOptions, plan_build
-    from pipelines.recipe import recipe_from_dict
+    from pipelines.recipe import Recipe
+    from prolong_data.config import from_dict
 
     data = tiny_recipe(tiny_corpus, tokenizer_json)
     data["domains"][3]["keep_removed"] = True  # qa: its rows hold one exact duplicate
-    recipe = recipe_from_dict(data).resolved()
+    recipe = from_dict(Recipe, data).resolved()
     out = tmp_path / "out"
     qa = {p.config.name: p for p in plan_build(recipe, BuildOptions(out=out, tasks=1))}["qa"]
     _run_steps(qa.build_steps)
