@@ -9,9 +9,10 @@ The output folder (`prolong_data.layout.BuildLayout` names every path)::
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
       .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json
 
-Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
-dedup -> tokenize -> pack -> MDS), then `finalize` (merge indexes, manifests, mixture.json,
-reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
+Pass `read` (every domain's sources -> filters -> near-dedup signatures -> hash partition), pass
+`near_dedup` (one task per domain with `near_dedup:`: clusters of the signatures, the ids to
+remove), pass `build` (partition -> near-dedup and exact dedup -> tokenize -> pack -> MDS), then
+`finalize` (merge indexes, manifests, mixture.json, reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
 and it has no read task. Each pass is one executor over all domains (`dispatch.DomainTasks`), so a killed
 build resumes task by task: completed tasks are skipped through datatrove's completion
 markers, a half-done task is redone from scratch (it truncates its partition files or empties
@@ -41,6 +42,7 @@ from prolong_data.filters import (
 )
 from prolong_data.layout import OUTPUT_FILES, REMOVED, REPORT, WORK, BuildLayout
 from prolong_data.mds import MDSShardWriter
+from prolong_data.near_dedup import DropRemovedIds, ResolveNearDuplicates, SignatureWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
@@ -104,6 +106,9 @@ class DomainPlan:
     its sources itself."""
     build_steps: list
     """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
+    near_dedup_steps: list = field(default_factory=list)
+    """Pass `near_dedup` (one task): the clusters of the signatures the read pass wrote; empty
+    for a domain without `near_dedup:`."""
 
 
 def domain_task_count(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int:
@@ -154,6 +159,9 @@ def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[Pipe
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
     folder = str(BuildLayout(out).domain(domain.name))
     steps: list[PipelineStep] = []
+    if domain.near_dedup is not None:  # before exact dedup, which then keeps the copy near-dedup kept
+        near = str(BuildLayout(out).near_dedup(domain.name))
+        steps.append(DropRemovedIds(near, exclusion_writer=removed_writers(domain, out)("near_dedup")))
     if domain.deduplicates:
         steps.append(ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup")))
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
@@ -189,10 +197,18 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     read_steps = (
         [*sources, HashPartitionWriter(str(partitions), n, key=group_key or "text")] if shuffle else []
     )
+    near_steps = []
+    if domain.near_dedup is not None:  # signatures in the read pass, clusters in their own pass
+        near = str(layout.near_dedup(domain.name))
+        tokenizer = recipe.tokenizer if domain.produces == "tokens" else None
+        signatures = SignatureWriter(near, domain.near_dedup, passthrough=shuffle, tokenizer=tokenizer)
+        read_steps = [*sources, signatures, *read_steps[len(sources) :]]
+        unit = "tokens" if domain.produces == "tokens" else "characters"
+        near_steps = [ResolveNearDuplicates(near, n, domain.near_dedup, domain.name, unit)]
     build_steps = [PartitionReader(str(partitions), sources=n)] if shuffle else list(sources)
     build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
     build_steps += document_steps(recipe, domain, out)
-    return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
+    return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps, near_steps)
 
 
 def removed_writers(domain: DomainConfig, out: Path):
@@ -221,10 +237,16 @@ def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     return plans
 
 
+BUILD_PASSES = ("read", "near_dedup", "build")
+"""The passes before finalize, in run order; a pass no domain has steps in is skipped."""
+
+
 def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks | None:
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
-    steps = {p.config.name: p.read_steps if which == "read" else p.build_steps for p in plans}
-    jobs = [DomainJob(p.config.name, steps[p.config.name], p.tasks) for p in plans if steps[p.config.name]]
+    chosen = {"read": "read_steps", "near_dedup": "near_dedup_steps", "build": "build_steps"}[which]
+    steps = {p.config.name: getattr(p, chosen) for p in plans}
+    tasks = {p.config.name: 1 if which == "near_dedup" else p.tasks for p in plans}
+    jobs = [DomainJob(name, steps[name], tasks[name]) for name in steps if steps[name]]
     return DomainTasks(jobs, str(BuildLayout(out).stats(which))) if jobs else None
 
 
@@ -334,8 +356,8 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
 
     plans = prepare(recipe, options, fresh)
     layout = BuildLayout(options.out)
-    read, build = pass_step(plans, "read", options.out), pass_step(plans, "build", options.out)
-    passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]
+    steps = {name: pass_step(plans, name, options.out) for name in BUILD_PASSES}
+    passes = [(name, step) for name, step in steps.items() if step is not None]
     reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(
         recipe, [(p.config.name, p.tasks) for p in plans], str(options.out), options.report

@@ -14,6 +14,7 @@ from prolong_data.layout import BuildLayout
 from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
+from prolong_data.near_dedup import read_removals
 from prolong_data.sources.bad_input import merge_bad_input
 
 
@@ -23,7 +24,7 @@ def _domain_counts(layout: BuildLayout, domain: str) -> dict:
     documents = tokens = 0
     hist = [0] * (len(LENGTH_EDGES) - 1)
     steps: dict[str, dict[str, float]] = {}
-    for pass_name in ("read", "build"):
+    for pass_name in ("read", "near_dedup", "build"):
         for path in sorted((layout.stats(pass_name) / domain).glob("*.json")):
             data = json.loads(path.read_text())
             if pass_name == "build":
@@ -66,6 +67,10 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
         full = finalize_domain(layout.domain(name), manifest)
         rows[name] = {**counts, "sequences": int(full.get("packing", {}).get("sequences", 0))}
     summary = write_mixture_files(recipe, out, rows, tokenizer)
+    near = write_near_dedup_report(layout, [d for d in recipe.domains if d.near_dedup is not None])
+    for name, counts in near.items():
+        if name in summary["domains"]:
+            summary["domains"][name]["near_dedup"] = counts
     bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
     layout.report.mkdir(parents=True, exist_ok=True)
     _write_json(layout.report / "bad_input.json", bad)
@@ -82,6 +87,22 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
         else:
             print(f"\nplots skipped: {NO_PLOTS}")
     return summary
+
+
+def write_near_dedup_report(layout: BuildLayout, domains: list) -> dict[str, dict]:
+    """`report/near_dedup.jsonl` (every removal, domain by domain in recipe order) from the
+    domains' `removed.jsonl`; returns {domain: {removed, characters or tokens}}."""
+    counts: dict[str, dict] = {}
+    lines = []
+    for domain in domains:
+        removals = read_removals(layout.near_dedup(domain.name))
+        unit = "tokens" if domain.produces == "tokens" else "characters"
+        counts[domain.name] = {"removed": len(removals), unit: sum(r[unit] for r in removals)}
+        lines += [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in removals]
+    if domains:
+        layout.report.mkdir(parents=True, exist_ok=True)
+        (layout.report / "near_dedup.jsonl").write_text("".join(lines), encoding="utf-8")
+    return counts
 
 
 def write_mixture_files(
@@ -190,7 +211,19 @@ def format_report(summary: dict, bad: dict) -> str:
         f"recipe {summary['recipe']}, seq_len {summary['seq_len']:,}, tokenizer {summary['tokenizer']['name']}"
     ]
     parts += ["", format_table(summary), "", summary["budget_text"], "", format_bad_input(bad)]
-    return "\n".join(parts)
+    near = format_near_dedup(summary)
+    return "\n".join(parts + ([near] if near else []))
+
+
+def format_near_dedup(summary: dict) -> str:
+    """One line of near-duplicate removals per domain that near-deduplicates ("" when none does)."""
+    parts = []
+    for name, row in summary["domains"].items():
+        counts = row.get("near_dedup")
+        if counts is not None:
+            unit, amount = next((k, v) for k, v in counts.items() if k != "removed")
+            parts.append(f"{name} {counts['removed']:,} ({amount:,} {unit})")
+    return "near-duplicates removed: " + ", ".join(parts) + " (report/near_dedup.jsonl)" if parts else ""
 
 
 def format_bad_input(bad: dict) -> str:

@@ -22,6 +22,7 @@ from typing import Literal
 import yaml
 
 from prolong_data.config import ConfigError, from_dict, load, read_yaml, to_dict
+from prolong_data.near_dedup import NearDedupConfig
 from prolong_data.sources.registry import SourceConfig, Utf8Policy
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -98,6 +99,10 @@ class DomainConfig:
     """Write the documents that the domain's filters remove (empty, invalid UTF-8, duplicates,
     quality) to `removed/<domain>/<filter>/NNNNN.jsonl.gz` in the output folder, to audit them;
     each carries its `filter_reason`."""
+    near_dedup: NearDedupConfig | None = None
+    """Remove near-duplicate documents (MinHash-LSH over word n-grams; `{}` for the defaults
+    `{threshold: 0.8, ngram: 5, bands: 14, rows: 8, keep: longest}`; docs/dedup.md). Each removal
+    is a line of `report/near_dedup.jsonl`."""
 
     def __post_init__(self):
         if self.group not in GROUPS:
@@ -122,6 +127,11 @@ class DomainConfig:
                     f"domain {self.name}: {source.kind} sources need `pack: {{mode: {source.pack_modes[0]}}}`"
                     + (" (whole conversations)" if source.produces == "chat" else "")
                 )
+        if self.near_dedup is not None and self.sources[0].group_key is not None:
+            raise ValueError(
+                f"domain {self.name}: near_dedup works on whole documents as read; {kinds} sources are "
+                "joined into repositories only in the build pass (use code_folders, or drop near_dedup)"
+            )
         if self.produces == "tokens":
             if self.dedup:
                 raise ValueError(

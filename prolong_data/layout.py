@@ -6,11 +6,11 @@
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
-      .build/   options.json  partitions/<domain>/  logs/shards.log  logs/<pass>/
+      .build/   options.json  partitions/<domain>/  near_dedup/<domain>/  logs/shards.log  logs/<pass>/
                 stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
 
-Passes are `read` and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
+Passes are `read`, `near_dedup` (domains with `near_dedup:`) and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
 holds datatrove's per-task completion markers) and `finalize` (one task).
 """
 
@@ -28,7 +28,7 @@ MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
 OPTIONS = "options.json"
 LOG_FILE = "shards.log"
-PASSES = ("read", "build", "finalize")
+PASSES = ("read", "near_dedup", "build", "finalize")
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
 
@@ -82,6 +82,10 @@ class BuildLayout:
     def partitions(self, domain: str) -> Path:
         """The hash partitions of a domain (pass `read` writes them, pass `build` reads them)."""
         return self.work / "partitions" / domain
+
+    def near_dedup(self, domain: str) -> Path:
+        """A domain's near-dedup records: signatures (pass `read`), `removed.jsonl` (pass `near_dedup`)."""
+        return self.work / "near_dedup" / domain
 
     def logs(self, pass_name: str) -> Path:
         """datatrove's logging folder of a pass."""
