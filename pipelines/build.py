@@ -10,6 +10,7 @@ The output folder (`prolong_data.layout.BuildLayout` names every path)::
       .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json
 
 Pass `read` (every domain's sources -> filters -> near-dedup signatures -> hash partition), pass
+`signatures` (near-dedup signatures of repositories joined from `code_rows` partitions), pass
 `near_dedup` (one task per domain with `near_dedup:`: clusters of the signatures, the ids to
 remove), pass `build` (partition -> near-dedup and exact dedup -> tokenize -> pack -> MDS), then
 `finalize` (merge indexes, manifests, mixture.json, reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
@@ -106,6 +107,9 @@ class DomainPlan:
     its sources itself."""
     build_steps: list
     """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
+    signature_steps: list = field(default_factory=list)
+    """Pass `signatures`: near-dedup signatures of documents that are whole only after the shuffle
+    (repositories of `code_rows`); other domains write theirs in the read pass."""
     near_dedup_steps: list = field(default_factory=list)
     """Pass `near_dedup` (one task): the clusters of the signatures the read pass wrote; empty
     for a domain without `near_dedup:`."""
@@ -197,18 +201,27 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     read_steps = (
         [*sources, HashPartitionWriter(str(partitions), n, key=group_key or "text")] if shuffle else []
     )
-    near_steps = []
-    if domain.near_dedup is not None:  # signatures in the read pass, clusters in their own pass
+    grouping = type(domain.sources[0]).grouping_steps(domain.sources)
+    signature_steps, near_steps = [], []
+    if domain.near_dedup is not None:  # signatures of whole documents, clusters in their own pass
         near = str(layout.near_dedup(domain.name))
         tokenizer = recipe.tokenizer if domain.produces == "tokens" else None
-        signatures = SignatureWriter(near, domain.near_dedup, passthrough=shuffle, tokenizer=tokenizer)
-        read_steps = [*sources, signatures, *read_steps[len(sources) :]]
+        whole_when_read = group_key is None
+        signatures = SignatureWriter(
+            near, domain.near_dedup, passthrough=shuffle and whole_when_read, tokenizer=tokenizer
+        )
+        if whole_when_read:  # in the read pass, beside the shuffle
+            read_steps = [*sources, signatures, *read_steps[len(sources) :]]
+        else:  # repositories are whole once their files met: a pass over the partitions
+            signature_steps = [PartitionReader(str(partitions), sources=n), *grouping, signatures]
         unit = "tokens" if domain.produces == "tokens" else "characters"
         near_steps = [ResolveNearDuplicates(near, n, domain.near_dedup, domain.name, unit)]
     build_steps = [PartitionReader(str(partitions), sources=n)] if shuffle else list(sources)
-    build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
+    build_steps += grouping
     build_steps += document_steps(recipe, domain, out)
-    return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps, near_steps)
+    return DomainPlan(
+        domain, n, folder, partitions, sources, read_steps, build_steps, signature_steps, near_steps
+    )
 
 
 def removed_writers(domain: DomainConfig, out: Path):
@@ -237,13 +250,18 @@ def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     return plans
 
 
-BUILD_PASSES = ("read", "near_dedup", "build")
+BUILD_PASSES = ("read", "signatures", "near_dedup", "build")
 """The passes before finalize, in run order; a pass no domain has steps in is skipped."""
 
 
 def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks | None:
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
-    chosen = {"read": "read_steps", "near_dedup": "near_dedup_steps", "build": "build_steps"}[which]
+    chosen = {
+        "read": "read_steps",
+        "signatures": "signature_steps",
+        "near_dedup": "near_dedup_steps",
+        "build": "build_steps",
+    }[which]
     steps = {p.config.name: getattr(p, chosen) for p in plans}
     tasks = {p.config.name: 1 if which == "near_dedup" else p.tasks for p in plans}
     jobs = [DomainJob(name, steps[name], tasks[name]) for name in steps if steps[name]]

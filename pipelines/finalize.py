@@ -24,7 +24,7 @@ def _domain_counts(layout: BuildLayout, domain: str) -> dict:
     documents = tokens = 0
     hist = [0] * (len(LENGTH_EDGES) - 1)
     steps: dict[str, dict[str, float]] = {}
-    for pass_name in ("read", "near_dedup", "build"):
+    for pass_name in ("read", "signatures", "near_dedup", "build"):
         for path in sorted((layout.stats(pass_name) / domain).glob("*.json")):
             data = json.loads(path.read_text())
             if pass_name == "build":

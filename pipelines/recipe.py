@@ -127,11 +127,6 @@ class DomainConfig:
                     f"domain {self.name}: {source.kind} sources need `pack: {{mode: {source.pack_modes[0]}}}`"
                     + (" (whole conversations)" if source.produces == "chat" else "")
                 )
-        if self.near_dedup is not None and self.sources[0].group_key is not None:
-            raise ValueError(
-                f"domain {self.name}: near_dedup works on whole documents as read; {kinds} sources are "
-                "joined into repositories only in the build pass (use code_folders, or drop near_dedup)"
-            )
         if self.produces == "tokens":
             if self.dedup:
                 raise ValueError(

@@ -48,7 +48,7 @@ def task_problem(layout: BuildLayout, plan, pass_name: str, steps: list, rank: i
     for path in (p for s in steps for p in getattr(s, "output_files", lambda r: [])(rank)):
         if not path.is_file():
             return f"{path} is missing"
-    if pass_name == "near_dedup":
+    if pass_name in ("signatures", "near_dedup"):
         return None
     if pass_name == "read":
         if not any(isinstance(s, HashPartitionWriter) for s in steps):

@@ -10,7 +10,7 @@
                 stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
 
-Passes are `read`, `near_dedup` (domains with `near_dedup:`) and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
+Passes are `read`, `signatures` and `near_dedup` (domains with `near_dedup:`) and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
 holds datatrove's per-task completion markers) and `finalize` (one task).
 """
 
@@ -28,7 +28,7 @@ MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
 OPTIONS = "options.json"
 LOG_FILE = "shards.log"
-PASSES = ("read", "near_dedup", "build", "finalize")
+PASSES = ("read", "signatures", "near_dedup", "build", "finalize")
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
 
@@ -84,7 +84,8 @@ class BuildLayout:
         return self.work / "partitions" / domain
 
     def near_dedup(self, domain: str) -> Path:
-        """A domain's near-dedup records: signatures (pass `read`), `removed.jsonl` (pass `near_dedup`)."""
+        """A domain's near-dedup records: signatures (pass `read` or `signatures`), `removed.jsonl`
+        (pass `near_dedup`)."""
         return self.work / "near_dedup" / domain
 
     def logs(self, pass_name: str) -> Path:

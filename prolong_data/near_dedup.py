@@ -6,7 +6,7 @@ Three datatrove steps, one per pass of a build:
   (`sig-RRRRR.bin`: `bands * rows` uint64 per document; `sig-RRRRR.jsonl`: its id and length).
   Shingles are the word n-grams of the lowercased text, words by one regex (`WORDS`), hashed a
   block of text at a time, so the memory of the step does not grow with a document's length.
-  Tokenized documents are decoded to text first, through one table of token strings per tokenizer.
+  Tokenized documents are decoded to text first, through one table of token bytes per tokenizer.
 * `ResolveNearDuplicates` (pass `near_dedup`, one task per domain): reads every record, puts
   documents that agree on all `rows` hashes of some band in one bucket (LSH), checks each candidate
   pair against the similarity estimated from all the hashes (the share of equal hashes) before
@@ -21,6 +21,7 @@ name one document); exact copies among them are the exact-dedup filter's.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections import Counter
@@ -44,6 +45,8 @@ BLOCK_CHARS = 1 << 20
 """Text is split into words a block of about this many characters at a time."""
 HASH_BLOCK = 4096
 """Shingles are minhashed this many at a time: a (hashes x HASH_BLOCK) uint64 matrix, 3.7 MB at 112."""
+CACHE_WORDS = 1 << 16
+"""At most this many word hashes are cached per document (a few MB, whatever its vocabulary)."""
 TOKEN_BLOCK = 1 << 18
 """Token ids are decoded this many at a time."""
 MAX_CHECKS = 64
@@ -167,7 +170,7 @@ class MinHasher:
         tail = np.empty(0, dtype=np.uint64)  # the last ngram - 1 words, for n-grams across blocks
         seen = 0
         for words in words_of_blocks(blocks):
-            if len(cache) > 1 << 20:
+            if len(cache) > CACHE_WORDS:
                 cache.clear()  # a bound on memory for texts of unbounded vocabulary
             hashed = np.concatenate([tail, self._word_hashes(words, cache)])
             seen += len(words)
@@ -187,19 +190,50 @@ def estimated_similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
+def byte_level_alphabet() -> dict[str, int]:
+    """The byte-level BPE alphabet (GPT-2, Llama-3): the character that stands for each byte.
+    Printable Latin-1 bytes stand for themselves; the others take the code points from 256 on."""
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
+    chars = {b: b for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = 256 + extra
+            extra += 1
+    return {chr(c): b for b, c in chars.items()}
+
+
 @lru_cache(maxsize=4)
-def token_strings(tokenizer: str) -> np.ndarray:
-    """(vocab,) object array: the text of each token id alone, decoded once per tokenizer."""
+def token_bytes(tokenizer: str) -> np.ndarray:
+    """(vocab,) object array: the bytes of each token id, read once per tokenizer from its
+    vocabulary (byte-level BPE tokens map back to bytes exactly; other tokenizers decode each id)."""
     from prolong_data.tokenize import load_tokenizer
 
     loaded = load_tokenizer(tokenizer)
-    return np.array([loaded.hf.decode([i]) for i in range(loaded.vocab_size)], dtype=object)
+    spec = loaded.spec_json()
+    added = {t["id"] for t in spec.get("added_tokens", [])}
+    alphabet = byte_level_alphabet() if (spec.get("decoder") or {}).get("type") == "ByteLevel" else None
+    table = np.empty(loaded.vocab_size, dtype=object)
+    for i in range(loaded.vocab_size):
+        token = loaded.hf.id_to_token(i) if alphabet is not None and i not in added else None
+        if token is not None and all(c in alphabet for c in token):
+            table[i] = bytes(alphabet[c] for c in token)
+        else:
+            table[i] = loaded.hf.decode([i]).encode("utf-8", "surrogatepass")
+    return table
 
 
 def token_blocks(tokens: np.ndarray, table: np.ndarray, size: int = TOKEN_BLOCK) -> Iterator[str]:
-    """The text of token ids, `size` ids at a time (words rebuilt from the ids)."""
+    """The text of token ids, `size` ids at a time (a character cut between blocks is whole in
+    the next; invalid bytes become U+FFFD)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
     for start in range(0, len(tokens), size):
-        yield "".join(table[tokens[start : start + size]])
+        yield decoder.decode(b"".join(table[tokens[start : start + size]]))
+    yield decoder.decode(b"", final=True)
 
 
 def signature_files(folder: str | Path, rank: int) -> tuple[Path, Path]:
@@ -218,7 +252,12 @@ class SignatureWriter(PipelineStep):
         self, folder: str, config: NearDedupConfig, passthrough: bool = False, tokenizer: str | None = None
     ):
         super().__init__()
-        self.folder, self.config, self.passthrough, self.tokenizer = str(folder), config, passthrough, tokenizer
+        self.folder, self.config, self.passthrough, self.tokenizer = (
+            str(folder),
+            config,
+            passthrough,
+            tokenizer,
+        )
 
     def output_files(self, rank: int) -> list[Path]:
         return list(signature_files(self.folder, rank))
@@ -244,7 +283,7 @@ class SignatureWriter(PipelineStep):
     def _text_of(self, doc) -> tuple[Iterable[str], int]:
         tokens = getattr(doc, "tokens", None)
         if tokens is not None:
-            return token_blocks(np.asarray(tokens), token_strings(self.tokenizer)), len(tokens)
+            return token_blocks(np.asarray(tokens), token_bytes(self.tokenizer)), len(tokens)
         return text_blocks(doc.text), len(doc.text)
 
 
@@ -259,11 +298,15 @@ def read_signatures(folder: str | Path, tasks: int, hashes: int) -> tuple[list[d
     for rank in range(tasks):
         sig_path, ids_path = signature_files(folder, rank)
         if not sig_path.is_file() or not ids_path.is_file():
-            raise FileNotFoundError(f"{sig_path} is missing: run the same command again (its read task reruns)")
+            raise FileNotFoundError(
+                f"{sig_path} is missing: run the same command again (its read task reruns)"
+            )
         rows = [json.loads(line) for line in ids_path.read_text(encoding="utf-8").splitlines() if line]
         sigs = np.fromfile(sig_path, dtype=np.uint64)
         if len(sigs) != len(rows) * hashes:
-            raise ValueError(f"{sig_path} holds {len(sigs)} hashes for {len(rows)} documents: run the build again")
+            raise ValueError(
+                f"{sig_path} holds {len(sigs)} hashes for {len(rows)} documents: run the build again"
+            )
         records += rows
         parts.append(sigs.reshape(len(rows), hashes))
     return records, np.concatenate(parts) if parts else np.empty((0, hashes), dtype=np.uint64)
@@ -333,7 +376,12 @@ def choose_removals(records: list[dict], signatures: np.ndarray, config: NearDed
             if i != kept:
                 similarity = estimated_similarity(signatures[i], signatures[kept])
                 removed.append(
-                    {"removed": ids[i], "kept": ids[kept], "similarity": round(similarity, 4), "length": records[i]["length"]}
+                    {
+                        "removed": ids[i],
+                        "kept": ids[kept],
+                        "similarity": round(similarity, 4),
+                        "length": records[i]["length"],
+                    }
                 )
     return sorted(removed, key=lambda r: r["removed"])
 
@@ -355,9 +403,17 @@ class ResolveNearDuplicates(PipelineStep):
     name = "near-dedup clusters"
     type = "🫂 - DEDUP"
 
-    def __init__(self, folder: str, tasks: int, config: NearDedupConfig, domain: str, unit: str = "characters"):
+    def __init__(
+        self, folder: str, tasks: int, config: NearDedupConfig, domain: str, unit: str = "characters"
+    ):
         super().__init__()
-        self.folder, self.tasks, self.config, self.domain, self.unit = str(folder), tasks, config, domain, unit
+        self.folder, self.tasks, self.config, self.domain, self.unit = (
+            str(folder),
+            tasks,
+            config,
+            domain,
+            unit,
+        )
 
     def output_files(self, rank: int) -> list[Path]:
         return [removed_file(self.folder)]

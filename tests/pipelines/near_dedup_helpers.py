@@ -3,6 +3,7 @@ near-deduplicates it, for the near-dedup build tests."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def another_edition(book: str) -> str:
 def make_near_duplicate_corpus(root: Path, corpus: Path) -> Path:
     """books/: three real book openings and a re-wrapped edition of the first; repos/: pip's
     uninstall/wheel/lazy_wheel modules as two repositories (two releases), and freeze.py of each
-    release as a repository of its own (a pair below the threshold)."""
+    release as a repository of its own (a pair below the threshold); stack/: the same as rows."""
     books = root / "books"
     books.mkdir(parents=True)
     for src in book_files(corpus / "books")[:3]:
@@ -40,7 +41,24 @@ def make_near_duplicate_corpus(root: Path, corpus: Path) -> Path:
         freeze = root / "repos" / f"freeze-{release}" / "freeze.py"
         freeze.parent.mkdir(parents=True)
         freeze.write_text((PAIRS / release / "freeze.py.txt").read_text())
+    write_stack_rows(root / "stack")
     return root
+
+
+def write_stack_rows(folder: Path) -> None:
+    """The same repositories as The Stack rows (`code_rows`), each repository's files spread over
+    two input files, so they are whole only after the shuffle by repository."""
+    rows = []
+    for release in RELEASES:
+        for module in (*MODULES, "freeze"):
+            repo = f"org/freeze-{release}" if module == "freeze" else f"org/pipmods-{release}"
+            content = (PAIRS / release / f"{module}.py.txt").read_text()
+            rows.append(
+                {"content": content, "max_stars_repo_name": repo, "max_stars_repo_path": f"{module}.py"}
+            )
+    folder.mkdir(parents=True)
+    for i in range(2):
+        (folder / f"rows{i}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows[i::2]))
 
 
 def near_dedup_recipe(corpus: Path, tokenizer_json: str, near_dedup: dict | None = None, **changes) -> dict:
@@ -57,8 +75,16 @@ def near_dedup_recipe(corpus: Path, tokenizer_json: str, near_dedup: dict | None
             {
                 "name": "code-512",
                 "group": "long",
-                "proportion": 0.5,
+                "proportion": 0.3,
                 "sources": [{"kind": "code_folders", "paths": ["{corpus}/repos"], "min_files": 1}],
+                "pack": {"mode": "length_binned", "chunk_len": 512},
+                "near_dedup": near_dedup,
+            },
+            {
+                "name": "stack-512",
+                "group": "long",
+                "proportion": 0.2,
+                "sources": [{"kind": "code_rows", "paths": ["{corpus}/stack"], "min_files": 1}],
                 "pack": {"mode": "length_binned", "chunk_len": 512},
                 "near_dedup": near_dedup,
             },

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.slow
 EXPECTED = {  # (domain, removed) -> kept, with keep: longest (the kept one has more characters)
     ("book-1024", "edition-b"): "pg11-alice-s-adventures-in-wonderland",
     ("code-512", "pipmods-pip-26.3"): "pipmods-pip-23.0.1",
+    ("stack-512", "org/pipmods-pip-26.3"): "org/pipmods-pip-23.0.1",
 }
 
 
@@ -56,7 +57,9 @@ def test_the_real_pairs_are_found_and_only_they(reference, nd_corpus):
         assert r["similarity"] >= 0.8
         assert r["characters"] > 0
     kept_lengths = {
-        "pipmods-pip-23.0.1": sum(len(p.read_text()) for p in (nd_corpus / "repos/pipmods-pip-23.0.1").iterdir()),
+        "pipmods-pip-23.0.1": sum(
+            len(p.read_text()) for p in (nd_corpus / "repos/pipmods-pip-23.0.1").iterdir()
+        ),
         "pipmods-pip-26.3": sum(len(p.read_text()) for p in (nd_corpus / "repos/pipmods-pip-26.3").iterdir()),
     }
     assert kept_lengths["pipmods-pip-23.0.1"] > kept_lengths["pipmods-pip-26.3"]  # longest is kept
@@ -64,7 +67,11 @@ def test_the_real_pairs_are_found_and_only_they(reference, nd_corpus):
 
 def test_the_shards_hold_the_kept_documents_and_the_reports_count_the_removed(reference):
     manifest = read_json(reference / "manifest.json")
-    for domain, kept in (("book-1024", 3), ("code-512", 3)):  # of 4 books, of 4 repositories
+    for domain, kept in (
+        ("book-1024", 3),
+        ("code-512", 3),
+        ("stack-512", 3),
+    ):  # of 4 books, of 4 repositories
         assert manifest["domains"][domain]["near_dedup"]["removed"] == 1
         assert manifest["domains"][domain]["documents"] == kept
         stats = read_json(reference / domain / "manifest.json")["stats"]["near dedup"]
@@ -80,12 +87,15 @@ def test_keep_first_keeps_the_smallest_id(tmp_path, nd_corpus, tokenizer_json):
     assert found == {
         ("book-1024", "pg11-alice-s-adventures-in-wonderland"): "edition-b",
         ("code-512", "pipmods-pip-26.3"): "pipmods-pip-23.0.1",
+        ("stack-512", "org/pipmods-pip-26.3"): "org/pipmods-pip-23.0.1",
     }
 
 
 def test_the_same_removals_and_shards_at_one_task(tmp_path, reference, nd_corpus, tokenizer_json):
     out = build(tmp_path, nd_corpus, tokenizer_json, "--tasks", "1")
-    assert (out / "report" / "near_dedup.jsonl").read_bytes() == (reference / "report" / "near_dedup.jsonl").read_bytes()
+    assert (out / "report" / "near_dedup.jsonl").read_bytes() == (
+        reference / "report" / "near_dedup.jsonl"
+    ).read_bytes()
 
 
 def test_keep_removed_writes_the_removed_documents(tmp_path, nd_corpus, tokenizer_json):
@@ -102,7 +112,7 @@ def test_keep_removed_writes_the_removed_documents(tmp_path, nd_corpus, tokenize
         for f in (tmp_path / "out" / "removed").glob("*/near_dedup/*.jsonl.gz")
         for line in gzip.open(f, "rt")
     }
-    assert ids == {"edition-b", "pipmods-pip-26.3"}
+    assert ids == {"edition-b", "pipmods-pip-26.3", "org/pipmods-pip-26.3"}
 
 
 def test_a_lost_removals_file_is_rebuilt_and_a_killed_build_resumes_to_the_same_bytes(
@@ -113,11 +123,21 @@ def test_a_lost_removals_file_is_rebuilt_and_a_killed_build_resumes_to_the_same_
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = shards_command(recipe, out, "--workers", "2")
-    proc = subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     marker = out / ".build" / "logs" / "near_dedup" / "completions"
     deadline = time.monotonic() + 600  # a bound on a hung build, not a timing assertion
-    while proc.poll() is None and time.monotonic() < deadline and not (marker.is_dir() and any(marker.iterdir())):
+    while (
+        proc.poll() is None
+        and time.monotonic() < deadline
+        and not (marker.is_dir() and any(marker.iterdir()))
+    ):
         time.sleep(0.005)
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
