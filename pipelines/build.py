@@ -33,6 +33,7 @@ from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
 from pipelines.recipe import DomainConfig, PackConfig, Recipe, recipe_to_yaml
+from prolong_data.decontaminate import Decontaminate, build_index, index_file
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -168,6 +169,15 @@ def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[Pipe
         steps.append(DropRemovedIds(near, exclusion_writer=removed_writers(domain, out)("near_dedup")))
     if domain.deduplicates:
         steps.append(ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup")))
+    if domain.decontaminate is not None:
+        steps.append(
+            Decontaminate(
+                str(BuildLayout(out).decontaminate(domain.name)),
+                domain.decontaminate,
+                domain.name,
+                exclusion_writer=removed_writers(domain, out)("decontaminate"),
+            )
+        )
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
     if tokenize is not None:
         steps.append(tokenize)
@@ -349,13 +359,18 @@ def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
     layout = BuildLayout(options.out)
+    indexes = {d.name: build_index(d.decontaminate) for d in recipe.present_domains() if d.decontaminate}
     inputs = shard_inputs(recipe, plans, tokenizer)
+    if indexes:  # a changed evaluation set is another build
+        inputs["decontamination_index"] = {name: index.digest() for name, index in indexes.items()}
     if not fresh:
         check_options_file(layout, inputs)
     # -- nothing above wrote a byte; from here on the folder changes --
     if fresh:
         clear_output(options.out)
     write_options_file(layout, inputs)
+    for name, index in indexes.items():
+        index.save(index_file(layout.decontaminate(name)))
     return plans
 
 

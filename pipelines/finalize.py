@@ -10,6 +10,7 @@ from datatrove.utils.logging import logger
 
 from pipelines.recipe import Recipe, recipe_to_yaml
 from prolong_data.budget import format_budget, over_limit, plan_budget
+from prolong_data.decontaminate import read_touched
 from prolong_data.layout import BuildLayout
 from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
@@ -71,6 +72,11 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
     for name, counts in near.items():
         if name in summary["domains"]:
             summary["domains"][name]["near_dedup"] = counts
+    tasks = dict(domains)
+    cleaned = write_decontamination_report(layout, [d for d in recipe.domains if d.decontaminate], tasks)
+    for name, counts in cleaned.items():
+        if name in summary["domains"]:
+            summary["domains"][name]["decontamination"] = counts
     bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
     layout.report.mkdir(parents=True, exist_ok=True)
     _write_json(layout.report / "bad_input.json", bad)
@@ -102,6 +108,28 @@ def write_near_dedup_report(layout: BuildLayout, domains: list) -> dict[str, dic
     if domains:
         layout.report.mkdir(parents=True, exist_ok=True)
         (layout.report / "near_dedup.jsonl").write_text("".join(lines), encoding="utf-8")
+    return counts
+
+
+def write_decontamination_report(
+    layout: BuildLayout, domains: list, tasks: dict[str, int]
+) -> dict[str, dict]:
+    """`report/decontamination.jsonl` (every touched document, domain by domain in recipe order);
+    returns {domain: {touched, excised, dropped, characters_removed}}."""
+    counts: dict[str, dict] = {}
+    lines = []
+    for domain in domains:
+        touched = read_touched(layout.decontaminate(domain.name), tasks.get(domain.name, 0))
+        counts[domain.name] = {
+            "touched": len(touched),
+            "excised": sum(t["action"] == "excised" for t in touched),
+            "dropped": sum(t["action"] == "dropped" for t in touched),
+            "characters_removed": sum(t["characters_removed"] for t in touched),
+        }
+        lines += [json.dumps(t, ensure_ascii=False, sort_keys=True) + "\n" for t in touched]
+    if domains:
+        layout.report.mkdir(parents=True, exist_ok=True)
+        (layout.report / "decontamination.jsonl").write_text("".join(lines), encoding="utf-8")
     return counts
 
 
@@ -211,8 +239,20 @@ def format_report(summary: dict, bad: dict) -> str:
         f"recipe {summary['recipe']}, seq_len {summary['seq_len']:,}, tokenizer {summary['tokenizer']['name']}"
     ]
     parts += ["", format_table(summary), "", summary["budget_text"], "", format_bad_input(bad)]
-    near = format_near_dedup(summary)
-    return "\n".join(parts + ([near] if near else []))
+    extra = [line for line in (format_near_dedup(summary), format_decontamination(summary)) if line]
+    return "\n".join(parts + extra)
+
+
+def format_decontamination(summary: dict) -> str:
+    """One summary of evaluation text removed per decontaminated domain ("" when none is)."""
+    parts = []
+    for name, row in summary["domains"].items():
+        c = row.get("decontamination")
+        if c is not None:
+            parts.append(
+                f"{name} {c['excised']:,} excised, {c['dropped']:,} dropped ({c['characters_removed']:,} characters)"
+            )
+    return "evaluation text removed: " + ", ".join(parts) + " (report/decontamination.jsonl)" if parts else ""
 
 
 def format_near_dedup(summary: dict) -> str:

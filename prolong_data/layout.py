@@ -6,7 +6,7 @@
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
-      .build/   options.json  partitions/<domain>/  near_dedup/<domain>/  logs/shards.log  logs/<pass>/
+      .build/   options.json  partitions/<domain>/  near_dedup/<domain>/  decontaminate/<domain>/  logs/shards.log  logs/<pass>/
                 stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
 
@@ -87,6 +87,10 @@ class BuildLayout:
         """A domain's near-dedup records: signatures (pass `read` or `signatures`), `removed.jsonl`
         (pass `near_dedup`)."""
         return self.work / "near_dedup" / domain
+
+    def decontaminate(self, domain: str) -> Path:
+        """A domain's evaluation index (`index.npz`) and what each build task removed from it."""
+        return self.work / "decontaminate" / domain
 
     def logs(self, pass_name: str) -> Path:
         """datatrove's logging folder of a pass."""

@@ -126,6 +126,28 @@ def text_blocks(text: str, size: int = BLOCK_CHARS) -> Iterator[str]:
         yield text[start : start + size]
 
 
+def hash_words(words: list[str], cache: dict[str, int]) -> np.ndarray:
+    """(len(words),) uint64 hashes of words (xxh64), remembered in `cache` (cleared by the caller)."""
+    out = np.empty(len(words), dtype=np.uint64)
+    for i, word in enumerate(words):
+        h = cache.get(word)
+        if h is None:
+            h = cache[word] = xxhash.xxh64_intdigest(word)
+        out[i] = h
+    return out
+
+
+def ngram_hashes(words: np.ndarray, n: int) -> np.ndarray:
+    """(len(words) - n + 1,) uint64 hashes of the n-grams of word hashes `words` (len >= n): a
+    polynomial of the n word hashes, then mixed."""
+    count = len(words) - n + 1
+    acc = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            acc += words[k : k + count] * (_ROLL ** np.uint64(k))
+    return _mix(acc)
+
+
 class MinHasher:
     """MinHash signatures of word n-gram sets; `signature(blocks)` keeps memory flat in length."""
 
@@ -134,25 +156,6 @@ class MinHasher:
         rng = np.random.default_rng(seed)
         self._a = rng.integers(1, 2**63, size=hashes, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
         self._b = rng.integers(0, 2**63, size=hashes, dtype=np.uint64)
-        self._powers = np.array([_ROLL**k for k in range(ngram)], dtype=np.uint64) if ngram else None
-
-    def _word_hashes(self, words: list[str], cache: dict) -> np.ndarray:
-        out = np.empty(len(words), dtype=np.uint64)
-        for i, word in enumerate(words):
-            h = cache.get(word)
-            if h is None:
-                h = cache[word] = xxhash.xxh64_intdigest(word)
-            out[i] = h
-        return out
-
-    def _shingles(self, words: np.ndarray) -> np.ndarray:
-        """(len - ngram + 1,) hashes of the n-grams of word hashes `words` (len >= ngram)."""
-        n = len(words) - self.ngram + 1
-        acc = np.zeros(n, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for k in range(self.ngram):
-                acc += words[k : k + n] * self._powers[k]
-        return _mix(acc)
 
     def _fold(self, signature: np.ndarray, shingles: np.ndarray) -> None:
         with np.errstate(over="ignore"):
@@ -172,16 +175,16 @@ class MinHasher:
         for words in words_of_blocks(blocks):
             if len(cache) > CACHE_WORDS:
                 cache.clear()  # a bound on memory for texts of unbounded vocabulary
-            hashed = np.concatenate([tail, self._word_hashes(words, cache)])
+            hashed = np.concatenate([tail, hash_words(words, cache)])
             seen += len(words)
             if len(hashed) >= self.ngram:
-                self._fold(signature, self._shingles(hashed))
+                self._fold(signature, ngram_hashes(hashed, self.ngram))
                 tail = hashed[len(hashed) - self.ngram + 1 :] if self.ngram > 1 else hashed[:0]
             else:
                 tail = hashed
         if 0 < seen < self.ngram:
             short = np.concatenate([tail, np.zeros(self.ngram - len(tail), dtype=np.uint64)])
-            self._fold(signature, self._shingles(short))
+            self._fold(signature, ngram_hashes(short, self.ngram))
         return signature
 
 
