@@ -131,3 +131,18 @@ def test_bad_evaluation_input_is_refused_before_anything_is_written(
     assert shards(tmp_path, books_recipe(books, tokenizer_json, {"paths": [str(evals)]})) != 0
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_evaluation_set_is_part_of_the_build_identity(tmp_path, books, tokenizer_json, capsys):
+    evals = tmp_path / "evals"
+    evals.mkdir()
+    victim = sorted(books.iterdir())[0]
+    shutil.copy(victim, evals / victim.name)
+    recipe = books_recipe(books, tokenizer_json, {"paths": [str(evals)], "action": "drop"})
+    assert shards(tmp_path, recipe) == 0
+    before = shard_bytes(tmp_path / "out" / "book-1024")
+    assert shards(tmp_path, recipe) == 0  # the same evaluation set: a rerun resumes (nothing to do)
+    assert shard_bytes(tmp_path / "out" / "book-1024") == before
+    (evals / "more.txt").write_text(" ".join(f"word{i}" for i in range(40)))
+    assert shards(tmp_path, recipe) != 0  # another evaluation set is another build
+    assert "holds a build with another recipe" in capsys.readouterr().err
