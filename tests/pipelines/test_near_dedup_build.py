@@ -149,3 +149,18 @@ def test_a_lost_removals_file_is_rebuilt_and_a_killed_build_resumes_to_the_same_
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert tree_bytes(out) == tree_bytes(reference)
+
+
+def test_verify_checks_the_removal_report_against_the_manifest(tmp_path, reference):
+    import shutil
+
+    from prolong_data.verify import check
+
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    assert check(out).problems == []
+    path = out / "report" / "near_dedup.jsonl"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+    assert any("near_dedup.jsonl: 0 lines for domain" in p for p in check(out).problems)
+    path.unlink()
+    assert any("near_dedup.jsonl is missing" in p for p in check(out).problems)
