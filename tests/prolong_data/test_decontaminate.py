@@ -124,3 +124,21 @@ def test_the_index_digest_follows_the_evaluation_text(tmp_path):
     assert build_index(config).digest() != first
     with pytest.raises(EvalSetError, match="does not exist"):
         build_index(DecontaminateConfig(paths=[str(tmp_path / "missing")]))
+
+
+def test_dropped_documents_go_to_the_exclusion_writer(tmp_path, book_texts):
+    import gzip
+
+    from datatrove.pipeline.writers import JsonlWriter
+
+    text = list(book_texts.values())[0][:20_000]
+    evals = tmp_path / "evals.txt"
+    evals.write_text(text)
+    config = DecontaminateConfig(paths=[str(evals)], action="drop")
+    folder = tmp_path / "decontaminate"
+    build_index(config).save(index_file(folder))
+    writer = JsonlWriter(str(tmp_path / "removed"), output_filename="${rank}.jsonl.gz")
+    step = Decontaminate(str(folder), config, "books", exclusion_writer=writer)
+    assert list(step.run(iter([Document(text, "a"), Document("nothing in common here", "b")]))) != []
+    rows = [json.loads(x) for f in (tmp_path / "removed").glob("*.jsonl.gz") for x in gzip.open(f, "rt")]
+    assert [(r["id"], r["metadata"]["filter_reason"]) for r in rows] == [("a", "evaluation_text")]
