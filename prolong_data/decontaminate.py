@@ -74,13 +74,23 @@ class DecontaminateConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def word_spans(text: str) -> tuple[list[str], np.ndarray]:
-    """(the lowercased words, (n, 2) int64 character spans of them in `text`)."""
-    words, spans = [], []
-    for match in WORDS.finditer(text):
-        words.append(match.group().lower())
-        spans.append(match.span())
-    return words, np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+def words_of(text: str) -> list[str]:
+    """The words of `text` as near-dedup sees them: `\\w+` runs of the lowercased text."""
+    return WORDS.findall(text.lower())
+
+
+def word_spans(text: str) -> np.ndarray:
+    """(n, 2) int64: where each word of `words_of(text)` lies in `text` (found in the lowercased
+    text, whose offsets are mapped back when lowercasing changed a character's length)."""
+    lower = text.lower()
+    spans = np.array([m.span() for m in WORDS.finditer(lower)], dtype=np.int64).reshape(-1, 2)
+    if len(lower) != len(text):  # e.g. "İ" lowercases to two characters: map offsets back
+        lengths = np.fromiter((len(c.lower()) for c in text), dtype=np.int64, count=len(text))
+        ends = np.cumsum(lengths)  # ends[i]: lowered offset after original character i
+        starts = np.searchsorted(ends, spans[:, 0], side="right")  # the character holding it
+        stops = np.searchsorted(ends, spans[:, 1] - 1, side="right") + 1  # after the last one
+        spans = np.stack([starts, stops], axis=1)
+    return spans
 
 
 def text_ngrams(words: list[str], n: int, cache: dict) -> np.ndarray:
@@ -129,7 +139,9 @@ class EvalIndex:
         """(len(ngrams),) int: the set of each n-gram, -1 where it is not in the index."""
         if not len(self.hashes) or not len(ngrams):
             return np.full(len(ngrams), -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.hashes, ngrams), len(self.hashes) - 1)
+        order = np.argsort(ngrams, kind="stable")  # sorted queries walk the index in order: cache-friendly
+        pos = np.empty(len(ngrams), dtype=np.int64)
+        pos[order] = np.minimum(np.searchsorted(self.hashes, ngrams[order]), len(self.hashes) - 1)
         found = self.hashes[pos] == ngrams
         return np.where(found, self.sets[pos].astype(np.int64), -1)
 
@@ -222,7 +234,7 @@ def build_index(config: DecontaminateConfig) -> EvalIndex:
     rows_files = [f for f in files if f.name.endswith(ROW_SUFFIXES)]
     for number, path in enumerate(files):
         for text in _texts(path, config.fields, seen_fields):
-            ngrams = text_ngrams(word_spans(text)[0], config.ngram, cache)
+            ngrams = text_ngrams(words_of(text), config.ngram, cache)
             parts.append(ngrams)
             sets.append(np.full(len(ngrams), number, dtype=np.uint16))
     missing = [f for f in config.fields if f not in seen_fields]
@@ -264,11 +276,12 @@ class Match:
 
 def find_matches(text: str, index: EvalIndex, config: DecontaminateConfig, cache: dict) -> Match | None:
     """The matches of a document (None: it shares no n-gram with the evaluation sets)."""
-    words, spans = word_spans(text)
+    words = words_of(text)
     found = index.lookup(text_ngrams(words, config.ngram, cache))
     starts = np.flatnonzero(found >= 0)
     if not len(starts):
         return None
+    spans = word_spans(text)  # only for a document with a match
     n, w = config.ngram, len(words)
     covered = np.zeros(w + 1, dtype=np.int64)
     np.add.at(covered, starts, 1)

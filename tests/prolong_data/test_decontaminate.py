@@ -142,3 +142,12 @@ def test_dropped_documents_go_to_the_exclusion_writer(tmp_path, book_texts):
     assert list(step.run(iter([Document(text, "a"), Document("nothing in common here", "b")]))) != []
     rows = [json.loads(x) for f in (tmp_path / "removed").glob("*.jsonl.gz") for x in gzip.open(f, "rt")]
     assert [(r["id"], r["metadata"]["filter_reason"]) for r in rows] == [("a", "evaluation_text")]
+
+
+def test_word_spans_map_back_where_lowercasing_changes_lengths():
+    from prolong_data.decontaminate import word_spans, words_of
+
+    text = "Ab İstanbul cd  ÉÉ x"  # "İ" lowercases to "i" and a combining dot: two characters
+    spans = word_spans(text)
+    assert len(spans) == len(words_of(text))
+    assert [text[a:b] for a, b in spans] == ["Ab", "İ", "stanbul", "cd", "ÉÉ", "x"]
