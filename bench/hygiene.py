@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=REPO / "examples" / "corpus")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "hygiene.md")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "work" / "hygiene")
-    parser.add_argument("--copies", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=2)
     parser.add_argument("--index-ngrams", type=int, default=10_000_000)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
