@@ -145,4 +145,5 @@ def test_the_evaluation_set_is_part_of_the_build_identity(tmp_path, books, token
     assert shard_bytes(tmp_path / "out" / "book-1024") == before
     (evals / "more.txt").write_text(" ".join(f"word{i}" for i in range(40)))
     assert shards(tmp_path, recipe) != 0  # another evaluation set is another build
-    assert "holds a build with another recipe" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds a different build (decontamination_index.book-1024:" in err, err
