@@ -174,8 +174,8 @@ gpu-check-dry: $(STAMP)
 	bash bench/gpu_check.sh --dry-run
 
 lint: $(STAMP)
-	$(BIN)/ruff check prolong_data pipelines trainer evaluation tests bench
-	$(BIN)/ruff format --check prolong_data pipelines trainer evaluation tests bench
+	$(BIN)/ruff check prolong_data pipelines trainer tests bench
+	$(BIN)/ruff format --check prolong_data pipelines trainer tests bench
 
 clean:
 	rm -rf data/shards runs bench/work dist build $(VENV_TF5)

@@ -111,7 +111,7 @@ def signature_cost(text: str) -> tuple[float, list[float]]:
 
 def decontamination_rate(text: str, heldout: Path, ngrams: int) -> tuple[float, int]:
     """(tokens per second of the lookup and excise over `text`, n-grams in the index)."""
-    from prolong_data.tokenize import load_tokenizer
+    from prolong_data.tokenization import load_tokenizer
 
     config = DecontaminateConfig(paths=[str(heldout)])
     real = build_index(config)

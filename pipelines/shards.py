@@ -21,10 +21,16 @@ OUT/.build/logs/ (`--verbose` shows them here too).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from pipelines.recipe import recipe_names
+from pipelines.build import BuildError, BuildOptions, run_build
+from pipelines.finalize import remix
+from pipelines.recipe import load_recipe, recipe_names
+from prolong_data.config import parse_overrides
+from prolong_data.layout import MIXTURE
+from prolong_data.sources import SourcePathError
 
 
 def _proportion(text: str) -> tuple[str, float]:
@@ -85,7 +91,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--mixture-only", action="store_true", help="only rewrite the mixture and budget of built shards"
     )
-    p.add_argument("--mixture-file", default="mixture.json", help="name of the mixture file written in --out")
+    p.add_argument("--mixture-file", default=MIXTURE, help="name of the mixture file written in --out")
     p.add_argument("--fresh", action="store_true", help="delete a previous build in --out first")
     p.add_argument("--no-report", action="store_true", help="skip report/report.md and the PNG plots")
     p.add_argument(
@@ -114,9 +120,6 @@ NAMED_OVERRIDES = ("long_share", "token_budget", "max_repeat", "tokenizer")
 
 def resolve_recipe(args: argparse.Namespace):
     """The recipe of the command, with every override applied and paths expanded."""
-    from pipelines.recipe import load_recipe
-    from prolong_data.config import parse_overrides
-
     overrides = parse_overrides(getattr(args, "overrides", None) or [])
     for name in NAMED_OVERRIDES:
         if getattr(args, name) is not None:
@@ -128,10 +131,6 @@ def resolve_recipe(args: argparse.Namespace):
 
 
 def build_options(args: argparse.Namespace):
-    import os
-
-    from pipelines.build import BuildOptions
-
     slurm = {
         "partition": args.slurm_partition,
         "time": args.slurm_time,
@@ -158,18 +157,13 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.build import BuildError, run_build
-    from prolong_data.sources import SourcePathError
-
     try:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            from pipelines.finalize import remix
-
             remix(recipe, options.out, args.mixture_file)
             return 0
-        if args.mixture_file != "mixture.json":
+        if args.mixture_file != MIXTURE:
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
     except (ValueError, SourcePathError, BuildError, OSError) as err:

@@ -214,7 +214,7 @@ def byte_level_alphabet() -> dict[str, int]:
 def token_bytes(tokenizer: str) -> np.ndarray:
     """(vocab,) object array: the bytes of each token id, read once per tokenizer from its
     vocabulary (byte-level BPE tokens map back to bytes exactly; other tokenizers decode each id)."""
-    from prolong_data.tokenize import load_tokenizer
+    from prolong_data.tokenization import load_tokenizer
 
     loaded = load_tokenizer(tokenizer)
     spec = loaded.spec_json()

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prolong_data.assets import llama3_folder
+from prolong_data.chat import LLAMA3_TEMPLATE
 from trainer.attention import DocMask, register_attention
 from trainer.config import ModelConfig, TinyConfig
 from trainer.loss import chunked_cross_entropy_sum
@@ -196,8 +198,6 @@ def load_tokenizer(model: ModelConfig):
             "the tiny model has no tokenizer of its own; pass --model.tokenizer=llama3 or a folder"
         )
     if source == "llama3":
-        from prolong_data.assets import llama3_folder
-
         source = llama3_folder()
     tokenizer = AutoTokenizer.from_pretrained(source, **_no_mistral_regex_patch(source))
     tokenizer.init_kwargs.pop("fix_mistral_regex", None)  # not written into exports
@@ -249,8 +249,6 @@ def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) 
     config.save_pretrained(out)
     if tokenizer is not None:
         if not getattr(tokenizer, "chat_template", None):  # SFT models need one to be used
-            from prolong_data.chat import LLAMA3_TEMPLATE
-
             tokenizer.chat_template = LLAMA3_TEMPLATE
         tokenizer.save_pretrained(out)
     return out

@@ -76,8 +76,8 @@ def test_usage_errors_exit_2_with_one_message(args, message):
 
 
 def test_vllm_backend_is_guarded():
-    from evaluation.backends import load_backend
-    from evaluation.errors import EvalUsageError
+    from prolong_data.evaluation.backends import load_backend
+    from prolong_data.evaluation.errors import EvalUsageError
 
     try:
         import vllm  # noqa: F401
@@ -90,7 +90,8 @@ def test_vllm_backend_is_guarded():
 
 def test_parser_and_tasks_import_no_torch():
     code = (
-        "import sys, pipelines.cli, evaluation.cli, evaluation.runner, evaluation.report, evaluation.tasks;"
+        "import sys, pipelines.cli, prolong_data.evaluation.cli, prolong_data.evaluation.runner,"
+        " prolong_data.evaluation.report, prolong_data.evaluation.tasks;"
         "pipelines.cli.build_parser();"
         "bad = [m for m in ('torch', 'transformers', 'vllm', 'matplotlib') if m in sys.modules];"
         "assert not bad, bad"
@@ -99,7 +100,7 @@ def test_parser_and_tasks_import_no_torch():
 
 
 def test_chat_auto_follows_the_model_name(llama3, small_bpe):
-    from evaluation.cli import resolve_chat
+    from prolong_data.evaluation.cli import resolve_chat
 
     assert resolve_chat("auto", llama3, "org/Llama-3-8B-Instruct")
     assert resolve_chat("auto", llama3, "runs/sft/hf")
@@ -109,7 +110,7 @@ def test_chat_auto_follows_the_model_name(llama3, small_bpe):
 
 
 def test_lengths_accept_k_suffixes():
-    from evaluation.cli import parse_lengths
+    from prolong_data.evaluation.cli import parse_lengths
 
     assert parse_lengths("8192, 16K,128k") == (8192, 16384, 131072)
 

@@ -7,10 +7,10 @@ import json
 import pytest
 from tests_eval_helpers import oracle_answer
 
-from evaluation.backends import Reader
-from evaluation.errors import EvalUsageError
-from evaluation.report import compare_markdown, load_results
-from evaluation.runner import EvalSettings, Stream, run_evaluation
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.report import compare_markdown, load_results
+from prolong_data.evaluation.runner import EvalSettings, Stream, run_evaluation
 
 
 def settings_for(heldout_dir, **extra) -> EvalSettings:

@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from evaluation.haystack import Haystack, read_documents
-from evaluation.prompts import LENGTH_TOLERANCE, PromptFormat
-from evaluation.tasks import RECALL_TASKS
-from evaluation.tasks.base import depth_grid, example_rng
-from evaluation.tasks.niah import NEEDLE
+from prolong_data.evaluation.haystack import Haystack, read_documents
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, PromptFormat
+from prolong_data.evaluation.tasks import RECALL_TASKS
+from prolong_data.evaluation.tasks.base import depth_grid, example_rng
+from prolong_data.evaluation.tasks.niah import NEEDLE
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ The context is a JSON object of random UUID keys and UUID values, one record per
 the prompt; the question names one key and the answer is its value. The queried record sits at
 the requested depth of the object. Two other records of the same object are shown as worked
 examples before the question (HELMET's two shots). Scored by substring exact match after
-normalisation (``evaluation.scoring``).
+normalisation (``prolong_data.evaluation.scoring``).
 
 Base-format prompt::
 
@@ -33,10 +33,10 @@ from __future__ import annotations
 import random
 import uuid
 
-from evaluation.errors import EvalUsageError
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length
-from evaluation.scoring import parse_after, substring_exact_match
-from evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length
+from prolong_data.evaluation.scoring import parse_after, substring_exact_match
+from prolong_data.evaluation.tasks.base import RecallTask
 
 INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
 ANSWER_PREFIX = "Corresponding value:"

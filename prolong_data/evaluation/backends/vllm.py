@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
 
 
 def import_vllm():

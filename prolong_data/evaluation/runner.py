@@ -6,7 +6,7 @@ The folder holds, as the run goes:
 * ``prompts.jsonl``: every generated example (written once, before the model runs).
 * ``results.jsonl``: one line per scored example, appended and flushed as each finishes.
 * ``doc_loss.jsonl``: one line per held-out document of ``doc_loss``.
-* at the end ``results.json``, ``results.md`` and the plots (``evaluation.report``).
+* at the end ``results.json``, ``results.md`` and the plots (``prolong_data.evaluation.report``).
 
 A killed run resumes from the streams: lines already there are kept (a half-written last line is
 cut off) and only the missing examples and documents run.
@@ -22,13 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
-from evaluation.prompts import Example, PromptFormat
-from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
-from evaluation.tasks import doc_loss as doc_loss_task
-from evaluation.tasks.base import depth_grid, example_rng
+from prolong_data.evaluation import report
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
+from prolong_data.evaluation.prompts import Example, PromptFormat
+from prolong_data.evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
+from prolong_data.evaluation.tasks import doc_loss as doc_loss_task
+from prolong_data.evaluation.tasks.base import depth_grid, example_rng
 
 STREAMS = ("prompts.jsonl", "results.jsonl", "doc_loss.jsonl")
 OUTPUTS = ("results.json", "results.md", "needle_depth.png", "loss_by_position.png")
@@ -41,7 +42,7 @@ class EvalSettings:
     model: str
     """The evaluated model: an HF folder or hub id."""
     tasks: tuple[str, ...] = ALL_TASKS
-    """Task names (see ``evaluation.tasks``)."""
+    """Task names (see ``prolong_data.evaluation.tasks``)."""
     lengths: tuple[int, ...] = (8192, 16384, 32768, 65536)
     """Prompt lengths in the model's tokens; doc_loss scores documents up to the longest."""
     samples: int = 10
@@ -217,8 +218,6 @@ def run_evaluation(
     settings: EvalSettings, backend: Backend, out: str | Path, *, fresh: bool = False, progress: bool = True
 ) -> dict:
     """Runs (or resumes) the evaluation into ``out`` and writes its reports; returns ``results.json``'s content."""
-    from evaluation import report
-
     out = Path(out)
     prepare_folder(out, settings, fresh)
     fmt = PromptFormat(backend.tokenizer, settings.chat)

@@ -14,9 +14,12 @@ import re
 import sys
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import DEFAULT_HELDOUT
-from evaluation.tasks import ALL_TASKS
+from prolong_data.evaluation import report
+from prolong_data.evaluation.backends import load_backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
 from prolong_data.extras import TrainExtraMissing, require_train_extra
 
 CHAT_HINTS = ("instruct", "chat", "sft")
@@ -99,8 +102,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation import report
-
     if args.compare:
         a, b = (report.load_results(folder) for folder in args.compare)
         print(report.compare_markdown(a, b, *args.compare), end="")
@@ -108,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
     require_train_extra("prolong-data eval", ("torch", "transformers"))
-    from evaluation.backends import load_backend
-    from evaluation.runner import EvalSettings, run_evaluation
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     lengths = parse_lengths(args.lengths)
@@ -143,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
 
 def settings_need_heldout(tasks) -> bool:
     """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
-    from evaluation.tasks import DOC_LOSS, RECALL_TASKS
-
     return any(t == DOC_LOSS or (t in RECALL_TASKS and RECALL_TASKS[t].needs_haystack) for t in tasks)
 
 

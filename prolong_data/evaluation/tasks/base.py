@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from evaluation.prompts import Example, PromptFormat
+from prolong_data.evaluation.prompts import Example, PromptFormat
 
 
 def depth_grid(count: int) -> list[float]:

@@ -6,8 +6,8 @@ model's greedy output; ``doc_loss`` measures per-token loss on held-out document
 
 from __future__ import annotations
 
-from evaluation.tasks.json_kv import JsonKV
-from evaluation.tasks.niah import Needles
+from prolong_data.evaluation.tasks.json_kv import JsonKV
+from prolong_data.evaluation.tasks.niah import Needles
 
 RECALL_TASKS = {
     "json_kv": JsonKV(),

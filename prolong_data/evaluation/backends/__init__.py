@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.errors import EvalUsageError
 
 BACKENDS = ("hf", "vllm")
 
@@ -56,11 +56,11 @@ def load_backend(
 ) -> Backend:
     """The back end ``name`` with ``model`` loaded (``max_length``: the longest sequence it must take)."""
     if name == "hf":
-        from evaluation.backends.hf import HFBackend
+        from prolong_data.evaluation.backends.hf import HFBackend
 
         return HFBackend(model, device=device, dtype=dtype)
     if name == "vllm":
-        from evaluation.backends.vllm import VLLMBackend
+        from prolong_data.evaluation.backends.vllm import VLLMBackend
 
         return VLLMBackend(model, dtype=dtype, max_length=max_length)
     raise EvalUsageError(f"unknown back end {name!r}; choose one of {', '.join(BACKENDS)}")

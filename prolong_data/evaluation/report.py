@@ -6,9 +6,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
-from evaluation.tasks import RECALL_TASKS
-from evaluation.tasks import doc_loss as doc_loss_task
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.tasks import RECALL_TASKS
+from prolong_data.evaluation.tasks import doc_loss as doc_loss_task
 
 
 def _mean(values: list[float]) -> float:

@@ -2,8 +2,9 @@
 
 A held-out folder holds plain-text files (``.txt``, ``.md``, optionally ``.gz``-compressed; one
 document each) and/or JSON lines (``.jsonl``, ``.jsonl.gz``; one document per line, in its
-``text`` field). Text is normalised the same way everywhere: a byte-order mark is dropped and
-Windows line ends become ``\\n``.
+``text`` field). Text is normalised as the build normalises it
+(``prolong_data.text.normalize_newlines``): a leading byte-order mark is dropped and CRLF and CR
+line ends become ``\\n``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
 from prolong_data.assets import SAMPLE_CORPUS
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.text import normalize_newlines
 
 DEFAULT_HELDOUT = SAMPLE_CORPUS / "heldout"
 """Where ``prolong-data eval`` looks by default: the held-out books of the sample corpus installed
@@ -31,10 +33,6 @@ class Document:
     name: str
     """File name, with ``:line`` for a JSON-lines document."""
     text: str
-
-
-def normalize_text(text: str) -> str:
-    return text.lstrip("\ufeff").replace("\r\n", "\n")
 
 
 def _read(path: Path) -> str:
@@ -54,11 +52,13 @@ def read_documents(folder: str | Path) -> list[Document]:
     docs: list[Document] = []
     for path in sorted(folder.iterdir()):
         if path.name.endswith(TEXT_SUFFIXES):
-            docs.append(Document(path.name, normalize_text(_read(path))))
+            docs.append(Document(path.name, normalize_newlines(_read(path))))
         elif path.name.endswith(JSONL_SUFFIXES):
             for line_no, line in enumerate(_read(path).splitlines(), start=1):
                 if line.strip():
-                    docs.append(Document(f"{path.name}:{line_no}", normalize_text(json.loads(line)["text"])))
+                    docs.append(
+                        Document(f"{path.name}:{line_no}", normalize_newlines(json.loads(line)["text"]))
+                    )
     docs = [d for d in docs if d.text.strip()]
     if not docs:
         raise EvalUsageError(f"no documents in {folder}; it needs .txt, .txt.gz, .jsonl or .jsonl.gz files")

@@ -17,18 +17,18 @@ Base-format prompt (single value; the multivalue wording is plural, as RULER's):
     What is the special magic number for KEY mentioned in the provided text?
     The special magic number for KEY mentioned in the provided text is
 
-Scored as HELMET's ``ruler_recall`` (``evaluation.scoring.recall_all``).
+Scored as HELMET's ``ruler_recall`` (``prolong_data.evaluation.scoring.recall_all``).
 """
 
 from __future__ import annotations
 
 import random
 
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import Haystack, sentence_start
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length
-from evaluation.scoring import recall_all
-from evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import Haystack, sentence_start
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length
+from prolong_data.evaluation.scoring import recall_all
+from prolong_data.evaluation.tasks.base import RecallTask
 
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
 
 LOSS_CHUNK = 4096
 """Positions per chunk of the LM head in ``token_losses``: bounds the logits to chunk x vocab floats."""
