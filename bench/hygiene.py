@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from prolong_data.decontaminate import DecontaminateConfig, EvalIndex, build_index, excise, find_matches  # noqa: E402
+from prolong_data.layout import BuildLayout  # noqa: E402
 from prolong_data.near_dedup import MinHasher, text_blocks  # noqa: E402
 
 
@@ -81,10 +82,10 @@ def timed_build(name: str, data: dict, work: Path) -> dict:
     start = time.perf_counter()
     subprocess.run([*command, "--workers", "2", "--fresh"], cwd=REPO, check=True, capture_output=True)
     wall = time.perf_counter() - start
-    peaks = [
-        json.loads(p.read_text()).get("peak_rss_mb", 0) for p in (out / ".build" / "stats").rglob("*.json")
-    ]
-    manifest = json.loads((out / "manifest.json").read_text())["domains"]["book-65536"]
+    layout = BuildLayout(out)
+    stats = layout.stats("build").parent  # every pass's task stats
+    peaks = [json.loads(p.read_text()).get("peak_rss_mb", 0) for p in stats.rglob("*.json")]
+    manifest = json.loads(layout.manifest.read_text())["domains"]["book-65536"]
     return {
         "wall": wall,
         "peak_mb": max(peaks),

@@ -13,8 +13,10 @@ from prolong_data.decontaminate import read_touched
 from prolong_data.filters import HashSplitFilter, MinTokensFilter
 from prolong_data.layout import (
     BAD_INPUT_REPORT,
+    DECONTAMINATION_REPORT,
     LENGTHS_PLOT,
     MIXTURE,
+    NEAR_DEDUP_REPORT,
     REPORT_TEXT,
     SHARES_PLOT,
     BuildLayout,
@@ -135,7 +137,7 @@ def write_near_dedup_report(layout: BuildLayout, domains: list) -> dict[str, dic
         lines += [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in removals]
     if domains:
         layout.report.mkdir(parents=True, exist_ok=True)
-        (layout.report / "near_dedup.jsonl").write_text("".join(lines), encoding="utf-8")
+        (layout.report / NEAR_DEDUP_REPORT).write_text("".join(lines), encoding="utf-8")
     return counts
 
 
@@ -157,7 +159,7 @@ def write_decontamination_report(
         lines += [json.dumps(t, ensure_ascii=False, sort_keys=True) + "\n" for t in touched]
     if domains:
         layout.report.mkdir(parents=True, exist_ok=True)
-        (layout.report / "decontamination.jsonl").write_text("".join(lines), encoding="utf-8")
+        (layout.report / DECONTAMINATION_REPORT).write_text("".join(lines), encoding="utf-8")
     return counts
 
 

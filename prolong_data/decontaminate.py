@@ -27,6 +27,7 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
+from prolong_data.layout import EVAL_INDEX, touched_file
 from prolong_data.near_dedup import CACHE_WORDS, WORDS, hash_words, ngram_hashes
 
 TEXT_SUFFIXES = (".txt", ".txt.gz", ".txt.zst")
@@ -318,10 +319,6 @@ def excise(text: str, match: Match) -> str:
     return "".join(pieces)
 
 
-def touched_file(folder: str | Path, rank: int) -> Path:
-    return Path(folder) / f"touched-{rank:05d}.jsonl"
-
-
 class Decontaminate(PipelineStep):
     """Pass `build`: excise or drop evaluation text in each document (see module doc); each
     touched document is a line of `touched-RRRRR.jsonl` in `folder`."""
@@ -392,7 +389,7 @@ class Decontaminate(PipelineStep):
 
 def index_file(folder: str | Path) -> Path:
     """The evaluation index of a domain (written before the build starts)."""
-    return Path(folder) / "index.npz"
+    return Path(folder) / EVAL_INDEX
 
 
 def read_touched(folder: str | Path, tasks: int) -> list[dict]:

@@ -46,6 +46,24 @@ BUDGET_GLOB = "budget*.json"
 BAD_INPUT_REPORT = "bad_input.json"
 LENGTHS_PLOT = "document_lengths.png"
 SHARES_PLOT = "mixture_shares.png"
+NEAR_DEDUP_REPORT = "near_dedup.jsonl"
+"""Every near-duplicate removed, one JSON line each (under `report/`)."""
+DECONTAMINATION_REPORT = "decontamination.jsonl"
+"""Every document that held evaluation text, one JSON line each (under `report/`)."""
+NEAR_DEDUP_REMOVED = "removed.jsonl"
+"""A domain's near-dedup removals (in its `.build/near_dedup/<domain>/`)."""
+EVAL_INDEX = "index.npz"
+"""A domain's evaluation n-gram index (in its `.build/decontaminate/<domain>/`)."""
+
+
+def signature_files(folder: str | Path, rank: int) -> tuple[Path, Path]:
+    """(the MinHash signatures, the ids and lengths) that task `rank` of a signature pass writes."""
+    return Path(folder) / f"sig-{rank:05d}.bin", Path(folder) / f"sig-{rank:05d}.jsonl"
+
+
+def touched_file(folder: str | Path, rank: int) -> Path:
+    """What build task `rank` of a domain removed as evaluation text."""
+    return Path(folder) / f"touched-{rank:05d}.jsonl"
 
 
 def index_file(folder: str | Path) -> Path:

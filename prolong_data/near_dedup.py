@@ -37,6 +37,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from prolong_data.filters import CountingFilter
+from prolong_data.layout import NEAR_DEDUP_REMOVED, signature_files
 
 WORDS = re.compile(r"\w+")
 """A word of the normalized text: a run of letters, digits and underscores (after lowercasing)."""
@@ -239,11 +240,6 @@ def token_blocks(tokens: np.ndarray, table: np.ndarray, size: int = TOKEN_BLOCK)
     yield decoder.decode(b"", final=True)
 
 
-def signature_files(folder: str | Path, rank: int) -> tuple[Path, Path]:
-    """(the signatures, the ids and lengths) that task `rank` of the signature pass writes."""
-    return Path(folder) / f"sig-{rank:05d}.bin", Path(folder) / f"sig-{rank:05d}.jsonl"
-
-
 class SignatureWriter(PipelineStep):
     """Writes the MinHash signature, id and length of every document (see module doc);
     `passthrough` forwards the documents to the next step (else the step ends the pipeline)."""
@@ -397,7 +393,7 @@ def _unique_mask(ids: list[str]) -> np.ndarray:
 
 def removed_file(folder: str | Path) -> Path:
     """The removals of a domain (`ResolveNearDuplicates` writes it, `DropRemovedIds` reads it)."""
-    return Path(folder) / "removed.jsonl"
+    return Path(folder) / NEAR_DEDUP_REMOVED
 
 
 class ResolveNearDuplicates(PipelineStep):

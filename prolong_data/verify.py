@@ -30,7 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from prolong_data.contract import ShardError, check_columns, check_sample, file_hash
-from prolong_data.layout import MANIFEST, MIXTURE, RANK_GLOB, index_file, rank_folder
+from prolong_data.layout import (
+    DECONTAMINATION_REPORT,
+    MANIFEST,
+    MIXTURE,
+    NEAR_DEDUP_REPORT,
+    RANK_GLOB,
+    BuildLayout,
+    index_file,
+    rank_folder,
+)
 from prolong_data.mds_format import MDSFormatError, decompress, iter_shard, read_index
 from prolong_data.mixture import read_mixture
 
@@ -158,8 +167,8 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
 
 
 REMOVAL_REPORTS = {
-    "near_dedup": ("near_dedup.jsonl", "removed"),
-    "decontamination": ("decontamination.jsonl", "touched"),
+    "near_dedup": (NEAR_DEDUP_REPORT, "removed"),
+    "decontamination": (DECONTAMINATION_REPORT, "touched"),
 }
 """Manifest entry of a domain -> (its report file under `report/`, the count of lines it must have)."""
 
@@ -171,7 +180,7 @@ def check_removal_reports(root: Path, manifest: dict, report: VerifyReport) -> N
         wanted = {d: row[entry][key] for d, row in (manifest.get("domains") or {}).items() if entry in row}
         if not wanted:
             continue
-        path = root / "report" / name
+        path = BuildLayout(root).report / name
         if not path.is_file():
             report.problems.append(f"{path} is missing (manifest.json counts {entry} removals)")
             continue
