@@ -7,13 +7,17 @@ one drawing of the output tree (docs/building.md says what each file holds)::
       <domain>/                                      MDS shards of one domain (`prolong_data.mds`)
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
+                near_dedup.jsonl  decontamination.jsonl   (domains with near_dedup / decontaminate)
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
-      .build/   options.json  partitions/<domain>/  near_dedup/<domain>/  decontaminate/<domain>/  logs/shards.log  logs/<pass>/
+      .build/   options.json  partitions/<domain>/  logs/shards.log  logs/<pass>/
+                near_dedup/<domain>/{sig-NNNNN.bin, sig-NNNNN.jsonl, removed.jsonl}
+                decontaminate/<domain>/{index.npz, touched-NNNNN.jsonl}
                 stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
 
-Passes are `read`, `signatures` and `near_dedup` (domains with `near_dedup:`) and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
-holds datatrove's per-task completion markers) and `finalize` (one task).
+Passes are `read`, then `signatures` and `near_dedup` (domains with `near_dedup:`), then `build`
+(each one datatrove executor over all domains; `logs/<pass>/completions/` holds datatrove's
+per-task completion markers) and `finalize` (one task).
 """
 
 from __future__ import annotations
