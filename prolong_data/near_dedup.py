@@ -129,13 +129,9 @@ def text_blocks(text: str, size: int = BLOCK_CHARS) -> Iterator[str]:
 
 def hash_words(words: list[str], cache: dict[str, int]) -> np.ndarray:
     """(len(words),) uint64 hashes of words (xxh64), remembered in `cache` (cleared by the caller)."""
-    out = np.empty(len(words), dtype=np.uint64)
-    for i, word in enumerate(words):
-        h = cache.get(word)
-        if h is None:
-            h = cache[word] = xxhash.xxh64_intdigest(word)
-        out[i] = h
-    return out
+    for word in set(words).difference(cache):
+        cache[word] = xxhash.xxh64_intdigest(word)
+    return np.fromiter(map(cache.__getitem__, words), dtype=np.uint64, count=len(words))
 
 
 def ngram_hashes(words: np.ndarray, n: int) -> np.ndarray:
