@@ -347,7 +347,8 @@ def export(run: Run) -> Path | None:
     state = full_model_state(run.model)
     if not run.env.is_main:
         return None
-    path = export_hf(state, run.model.lm.config, load_tokenizer(run.cfg.model), run.out / "hf")
+    tokenizer = load_tokenizer(run.cfg.model)
+    path = export_hf(state, run.model.lm.config, tokenizer, run.out / "hf", chat=run.cfg.data.apply_masks)
     if run.cfg.smoke:
         check_export_loads(path, state)
     return path

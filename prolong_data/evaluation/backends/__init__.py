@@ -30,6 +30,10 @@ class Backend:
         """Greedy continuation of ``ids``, decoded without special tokens."""
         raise NotImplementedError
 
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of several prompts at once (one at a time unless a back end batches)."""
+        return [self.generate(ids, max_new_tokens) for ids in prompts]
+
     def token_losses(self, ids: list[int]) -> np.ndarray:
         """Negative log-likelihood (nats) of each of ``ids[1:]`` given the tokens before it, float64."""
         raise NotImplementedError

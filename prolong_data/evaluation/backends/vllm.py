@@ -46,6 +46,12 @@ class VLLMBackend(Backend):
         out = self.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
         return out[0].outputs[0].text
 
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """All prompts in one call: vLLM schedules them in its continuous batches."""
+        params = self._sampling(temperature=0.0, max_tokens=max_new_tokens, skip_special_tokens=True)
+        out = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+        return [o.outputs[0].text for o in out]
+
     def token_losses(self, ids: list[int]) -> np.ndarray:
         params = self._sampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)
         out = self.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)

@@ -1,17 +1,30 @@
-"""What every recall task provides, and the depth grid shared by all of them."""
+"""What every recall task provides, and how answer depths are sampled for all of them."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
-from prolong_data.evaluation.prompts import Example, PromptFormat
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.prompts import Example, PromptFormat, fit_to_length, prompt_budget
 
 
-def depth_grid(count: int) -> list[float]:
-    """``count`` evenly spaced depths from 0 to 1 (one depth, 0.5, when ``count`` is 1)."""
-    if count < 1:
-        raise ValueError("the depth grid needs at least one depth")
-    return [0.5] if count == 1 else [round(i / (count - 1), 4) for i in range(count)]
+def stratified_depths(index: int, samples: int, needles: int, rng: random.Random) -> list[float]:
+    """Depths (0..1) of the ``needles`` needles of example ``index`` of a cell of ``samples`` examples.
+
+    [0, 1] is cut into ``samples`` equal strata; needle ``j`` lies uniformly at random in stratum
+    ``(index + j * samples // needles) mod samples``. Across a cell every needle's depths cover
+    [0, 1] evenly (one per stratum: no edge is favoured), and one example's needles are spread out.
+    """
+    return [
+        round((((index + j * samples // needles) % samples) + rng.random()) / samples, 6)
+        for j in range(needles)
+    ]
+
+
+def depth_bin(depth: float, bins: int) -> int:
+    """The heatmap row of ``depth``: ``[0, 1]`` cut into ``bins`` equal bins (1.0 in the last)."""
+    return min(int(depth * bins), bins - 1)
 
 
 def example_rng(seed: int, task: str, length: int, index: int) -> random.Random:
@@ -25,22 +38,46 @@ class RecallTask:
     name: str
     max_new_tokens: int
     needs_haystack: bool = False
+    needles: int = 1
+    """How many inserted items have a depth of their own (the answer's first)."""
 
     def example(
-        self, index: int, length: int, depth: float, rng: random.Random, fmt: PromptFormat, haystack=None
+        self,
+        index: int,
+        length: int,
+        depths: list[float],
+        rng: random.Random,
+        fmt: PromptFormat,
+        haystack=None,
     ) -> Example:
-        """The ``index``-th example at ``length`` tokens with its answer at ``depth``."""
+        """The ``index``-th example at ``length`` tokens (prompt plus generation budget), its
+        ``needles`` items at ``depths`` (the answer at ``depths[0]``)."""
         raise NotImplementedError
 
     def score(self, output: str, example: Example) -> float:
         """0..100 for one generated output."""
         raise NotImplementedError
 
+    def fit(self, build: Callable[[int], str], fmt: PromptFormat, length: int, most: int) -> tuple[int, int]:
+        """The largest context size ``k <= most`` whose prompt ``build(k)`` fits ``length`` less the
+        generation budget, and its token count; a usage error when not even an empty context fits."""
+        try:
+            k, _, n = fit_to_length(build, fmt.count, prompt_budget(length, self.max_new_tokens), most)
+        except ValueError as error:
+            raise EvalUsageError(
+                f"{self.name} cannot fit in {length} tokens ({error}); use longer --lengths"
+            ) from error
+        return k, n
+
+    def sample_depths(self, index: int, samples: int, rng: random.Random) -> list[float]:
+        """The depths of example ``index``'s needles: stratified over [0, 1], each needle its own."""
+        return stratified_depths(index, samples, self.needles, rng)
+
     def make_example(
         self,
         index: int,
         length: int,
-        depth: float,
+        depths: list[float],
         fmt: PromptFormat,
         *,
         prompt: str,
@@ -55,7 +92,8 @@ class RecallTask:
             id=f"{self.name}/{length}/{index}",
             task=self.name,
             target_length=length,
-            depth=depth,
+            depth=depths[0],
+            needle_depths=list(depths),
             prompt=prompt,
             answers=answers,
             prompt_tokens=prompt_tokens,
