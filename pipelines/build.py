@@ -3,9 +3,11 @@
 The output folder is drawn, and every path in it named, in `prolong_data.layout`; one
 `BuildLayout` (`BuildOptions.layout`) is handed to every step that writes there.
 
-Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
-dedup -> tokenize -> pack -> MDS), then `finalize` (merge indexes, manifests, mixture.json,
-reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
+Pass `read` (every domain's sources -> filters -> near-dedup signatures -> hash partition), pass
+`signatures` (near-dedup signatures of repositories joined from `code_rows` partitions), pass
+`near_dedup` (one task per domain with `near_dedup:`: clusters of the signatures, the ids to
+remove), pass `build` (partition -> near-dedup and exact dedup -> tokenize -> pack -> MDS), then
+`finalize` (merge indexes, manifests, mixture.json, reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
 and it has no read task. Each pass is one executor over all domains (`dispatch.DomainTasks`), so a killed
 build resumes task by task: completed tasks are skipped through datatrove's completion
 markers, a half-done task is redone from scratch (it truncates its partition files or empties
@@ -35,6 +37,8 @@ from pipelines.finalize import finalize_build
 from pipelines.progress import PassProgress
 from pipelines.recipe import DomainConfig, Recipe
 from pipelines.repair import reopen_damaged_tasks
+from prolong_data.decontaminate import Decontaminate, build_index
+from prolong_data.decontaminate import index_file as eval_index_file
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -54,6 +58,7 @@ from prolong_data.layout import (
     index_file,
 )
 from prolong_data.mds import MDSShardWriter
+from prolong_data.near_dedup import DropRemovedIds, ResolveNearDuplicates, SignatureWriter
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
 from prolong_data.tokenization import load_tokenizer, warm_tokenizer
@@ -116,6 +121,12 @@ class DomainPlan:
     its sources itself."""
     build_steps: list
     """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
+    signature_steps: list = field(default_factory=list)
+    """Pass `signatures`: near-dedup signatures of documents that are whole only after the shuffle
+    (repositories of `code_rows`); other domains write theirs in the read pass."""
+    near_dedup_steps: list = field(default_factory=list)
+    """Pass `near_dedup` (one task): the clusters of the signatures the read pass wrote; empty
+    for a domain without `near_dedup:`."""
 
 
 def domain_task_count(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int:
@@ -156,7 +167,20 @@ def dedup_steps(domain: DomainConfig, layout: BuildLayout | None) -> list[Pipeli
 def document_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout) -> list[PipelineStep]:
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
     folder = str(layout.domain(domain.name))
-    steps: list[PipelineStep] = dedup_steps(domain, layout)
+    steps: list[PipelineStep] = []
+    if domain.near_dedup is not None:  # before exact dedup, which then keeps the copy near-dedup kept
+        near = str(layout.near_dedup(domain.name))
+        steps.append(DropRemovedIds(near, exclusion_writer=removed_writers(domain, layout)("near_dedup")))
+    steps += dedup_steps(domain, layout)
+    if domain.decontaminate is not None:
+        steps.append(
+            Decontaminate(
+                str(layout.decontaminate(domain.name)),
+                domain.decontaminate,
+                domain.name,
+                exclusion_writer=removed_writers(domain, layout)("decontaminate"),
+            )
+        )
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
     if tokenize is not None:
         steps.append(tokenize)
@@ -189,10 +213,27 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, layout: BuildLayout, tasks
     read_steps = (
         [*sources, HashPartitionWriter(str(partitions), n, key=group_key or "text")] if shuffle else []
     )
+    grouping = type(domain.sources[0]).grouping_steps(domain.sources)
+    signature_steps, near_steps = [], []
+    if domain.near_dedup is not None:  # signatures of whole documents, clusters in their own pass
+        near = str(layout.near_dedup(domain.name))
+        tokenizer = recipe.tokenizer if domain.produces == "tokens" else None
+        whole_when_read = group_key is None
+        signatures = SignatureWriter(
+            near, domain.near_dedup, passthrough=shuffle and whole_when_read, tokenizer=tokenizer
+        )
+        if whole_when_read:  # in the read pass, beside the shuffle
+            read_steps = [*sources, signatures, *read_steps[len(sources) :]]
+        else:  # repositories are whole once their files met: a pass over the partitions
+            signature_steps = [PartitionReader(str(partitions), sources=n), *grouping, signatures]
+        unit = "tokens" if domain.produces == "tokens" else "characters"
+        near_steps = [ResolveNearDuplicates(near, n, domain.near_dedup, domain.name, unit)]
     build_steps = [PartitionReader(str(partitions), sources=n)] if shuffle else list(sources)
-    build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
+    build_steps += grouping
     build_steps += document_steps(recipe, domain, layout)
-    return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
+    return DomainPlan(
+        domain, n, folder, partitions, sources, read_steps, build_steps, signature_steps, near_steps
+    )
 
 
 def removed_writers(domain: DomainConfig, layout: BuildLayout | None):
@@ -220,10 +261,21 @@ def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     return plans
 
 
+BUILD_PASSES = ("read", "signatures", "near_dedup", "build")
+"""The passes before finalize, in run order; a pass no domain has steps in is skipped."""
+
+
 def pass_step(plans: list[DomainPlan], which: str, layout: BuildLayout) -> DomainTasks | None:
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
-    steps = {p.config.name: p.read_steps if which == "read" else p.build_steps for p in plans}
-    jobs = [DomainJob(p.config.name, steps[p.config.name], p.tasks) for p in plans if steps[p.config.name]]
+    chosen = {
+        "read": "read_steps",
+        "signatures": "signature_steps",
+        "near_dedup": "near_dedup_steps",
+        "build": "build_steps",
+    }[which]
+    steps = {p.config.name: getattr(p, chosen) for p in plans}
+    tasks = {p.config.name: 1 if which == "near_dedup" else p.tasks for p in plans}
+    jobs = [DomainJob(name, steps[name], tasks[name]) for name in steps if steps[name]]
     return DomainTasks(jobs, str(layout.stats(which))) if jobs else None
 
 
@@ -352,13 +404,18 @@ def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
     layout = options.layout
+    indexes = {d.name: build_index(d.decontaminate) for d in recipe.present_domains() if d.decontaminate}
     inputs = shard_inputs(recipe, plans, tokenizer)
+    if indexes:  # a changed evaluation set is another build
+        inputs["decontamination_index"] = {name: index.digest() for name, index in indexes.items()}
     if not fresh:
         check_options_file(layout, inputs)
     # -- nothing above wrote a byte; from here on the folder changes --
     if fresh:
         clear_output(options.out)
     write_options_file(layout, inputs)
+    for name, index in indexes.items():
+        index.save(eval_index_file(layout.decontaminate(name)))
     return plans
 
 
@@ -373,8 +430,8 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     """
     plans = prepare(recipe, options, fresh)
     layout = options.layout
-    read, build = pass_step(plans, "read", layout), pass_step(plans, "build", layout)
-    passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]
+    steps = {name: pass_step(plans, name, layout) for name in BUILD_PASSES}
+    passes = [(name, step) for name, step in steps.items() if step is not None]
     reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(recipe, [(p.config.name, p.tasks) for p in plans], layout, options.report)
     engine = {"settings": recipe.executor, "seq_len": recipe.seq_len}
