@@ -76,14 +76,11 @@ class BuildOptions:
     """The output folder (domain folders, mixture.json, report/, .build/)."""
     tasks: int | None = None
     """Tasks per domain (default: the recipe's `tasks`), capped by a domain's `max_tasks`."""
-    workers: int = 1
-    """Tasks run at the same time (local executor: processes; ray: concurrent tasks)."""
+    workers: int | None = None
+    """Tasks run at the same time (local executor: processes; ray: concurrent tasks; slurm: the
+    array's `%N` limit). None: the CPUs of this machine (local, ray), no limit (slurm)."""
     executor: str = "local"
     """`local`, `slurm` or `ray`."""
-    slurm: dict = field(default_factory=dict)
-    """SlurmPipelineExecutor arguments: partition, time, cpus_per_task, mem_per_cpu_gb, venv_path, ..."""
-    ray: dict = field(default_factory=dict)
-    """RayPipelineExecutor arguments: cpus_per_task, mem_per_cpu_gb; `address` for ray.init."""
     report: bool = True
     """Write the report (tables and PNG plots) after finalizing."""
     verbose: bool = False
@@ -99,7 +96,7 @@ class BuildOptions:
             raise ValueError(f"executor must be local, slurm or ray, got {self.executor!r}")
         if self.tasks is not None and self.tasks <= 0:
             raise ValueError(f"--tasks must be at least 1, got {self.tasks}")
-        if self.workers <= 0:
+        if self.workers is not None and self.workers <= 0:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
 
 
@@ -293,12 +290,13 @@ MIXTURE_ONLY_FIELDS = ("description", "long_share", "token_budget", "max_repeat"
 
 def shard_inputs(recipe: Recipe, plans: list[DomainPlan], tokenizer: dict) -> dict:
     """What the shards of a build depend on: the recipe without its mixture-only fields,
-    proportions and `corpus` default (the source paths it expands to are there), the tokenizer by
+    proportions, `corpus` default (the source paths it expands to are there) and `executor` block
+    (resources change no byte), the tokenizer by
     content (vocabulary hash and boundary ids, not by the path it was loaded from), and the task
     count of every domain. Nothing in it depends on the working folder, so the same command
     resumes from anywhere."""
     data = recipe.to_dict()
-    for key in (*MIXTURE_ONLY_FIELDS, "corpus"):
+    for key in (*MIXTURE_ONLY_FIELDS, "corpus", "executor"):
         data.pop(key, None)
     for domain in data["domains"]:
         domain.pop("proportion")
@@ -402,7 +400,7 @@ def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[
     """Validate everything that can be validated, then (and only then) touch the output folder:
     clear it for `fresh`, record the build's inputs. Returns the plans."""
     check_out_folder(options.out)
-    check_executor_options(options)
+    check_executor_options(options, recipe.executor)
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
     layout = options.layout
@@ -436,13 +434,16 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     passes = [(name, step) for name, step in steps.items() if step is not None]
     reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(recipe, [(p.config.name, p.tasks) for p in plans], layout, options.report)
+    engine = {"settings": recipe.executor, "seq_len": recipe.seq_len}
     if options.executor == "slurm":
         previous = None
         for name, step in passes:
             previous = make_executor(
-                options, [step], step.world_size, layout.logs(name), name, depends=previous
+                options, [step], step.world_size, layout.logs(name), name, depends=previous, **engine
             )
-        last = make_executor(options, [finalize], 1, layout.logs("finalize"), "finalize", depends=previous)
+        last = make_executor(
+            options, [finalize], 1, layout.logs("finalize"), "finalize", depends=previous, **engine
+        )
         last.run()
         logger.info(
             f"submitted {' -> '.join(n for n, _ in passes)} -> finalize Slurm jobs; logs under {layout.work / 'logs'}"
@@ -461,7 +462,7 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     try:
         for name, step in passes:
             executor = make_executor(
-                options, [step], step.world_size, layout.logs(name), name, log_file=layout.log_file
+                options, [step], step.world_size, layout.logs(name), name, log_file=layout.log_file, **engine
             )
             display = PassProgress(
                 name,
