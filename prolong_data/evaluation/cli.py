@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prolong_data.evaluation import report
 from prolong_data.evaluation.backends import load_backend
+from prolong_data.evaluation.datadir import check_files
 from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
 from prolong_data.evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
@@ -187,6 +188,8 @@ def run(args: argparse.Namespace) -> int:
             f"held-out folder {args.heldout} does not exist; pass --heldout DIR (long .txt/.txt.gz/.jsonl "
             "documents the model was not trained on)"
         )
+    if args.data_dir is not None:
+        check_files(args.protocol, args.data_dir, settings.tasks, settings.lengths)
     base_only = args.protocol == "helmet" or args.data_dir is not None  # the anchors' base format
     chat_mode = "off" if base_only and args.chat == "auto" else args.chat
     settings.chat = resolve_chat(chat_mode, load_tokenizer(args.model))

@@ -161,6 +161,19 @@ REQUIRED = {
 """The fields each kind of released file must carry (and the alternatives of which one must)."""
 
 
+def check_files(protocol: str, data_dir: str | Path, tasks, lengths) -> None:
+    """Refuses (one line) a missing file, a line that is not JSON or a row without a needed field."""
+    for length in lengths:
+        for task in tasks:
+            task_rows(protocol, Path(data_dir), task, length)
+
+
+def task_rows(protocol: str, data_dir: Path, task: str, length: int) -> list[dict]:
+    """The checked rows of ``task``'s file at ``length``."""
+    kind = "any" if protocol == "ruler" else ("json_kv" if task == "json_kv" else "niah")
+    return read_rows(data_file(protocol, data_dir, task, length), *REQUIRED[(protocol, kind)])
+
+
 def load_examples(
     protocol: str, data_dir: str | Path, tasks, lengths, samples: int, fmt: PromptFormat
 ) -> list[Example]:
@@ -171,9 +184,7 @@ def load_examples(
     examples = []
     for length in lengths:
         for task in tasks:
-            path = data_file(protocol, data_dir, task, length)
-            kind = "any" if protocol == "ruler" else ("json_kv" if task == "json_kv" else "niah")
-            rows = read_rows(path, *REQUIRED[(protocol, kind)])
+            rows = task_rows(protocol, data_dir, task, length)
             make = helmet_example if protocol == "helmet" else ruler_example
             examples += [make(task, row, i, length, fmt) for i, row in enumerate(rows[:samples])]
     return examples

@@ -156,3 +156,15 @@ def test_bad_files_are_refused_naming_file_and_line(damage, message, llama3, tmp
 def test_data_dir_needs_an_anchor_protocol(tmp_path):
     with pytest.raises(EvalUsageError, match="add --protocol helmet or ruler"):
         EvalSettings(model="m", tasks=("json_kv",), data_dir=str(tmp_path))
+
+
+def test_cli_refuses_a_missing_file_before_the_model_loads(tiny_model_dir, tmp_path, capsys):
+    from pipelines.cli import main
+
+    out = tmp_path / "o"
+    args = ["eval", "--model", str(tiny_model_dir), "--protocol", "helmet", "--tasks", "niah_mk_2",
+            "--lengths", "1K", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "niah_multikey_2/validation_1024.jsonl is missing" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # refused before anything was written
