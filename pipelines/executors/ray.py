@@ -9,7 +9,7 @@ import yaml
 from datatrove.executor import RayPipelineExecutor
 
 from pipelines.executors.base import Executor, key_value, local_workers, register_executor
-from pipelines.resources import RaySettings, check_ray, time_seconds
+from pipelines.resources import RaySettings, time_seconds
 
 
 @register_executor
@@ -90,3 +90,28 @@ def _yaml_mapping(flag: str, text: str) -> dict:
             f"{flag} takes a mapping, e.g. '{{env_vars: {{HF_HOME: /shared/hf}}}}', got {text!r}"
         )
     return data
+
+
+def check_ray(ray_settings: RaySettings) -> None:
+    """ValueError for a runtime_env or remote option that Ray would refuse (needs ray)."""
+    from ray._common import ray_option_utils
+    from ray.runtime_env import RuntimeEnv
+
+    if ray_settings.runtime_env:
+        try:
+            RuntimeEnv(**ray_settings.runtime_env)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"executor.ray.runtime_env: {err}") from None
+    owned = sorted(set(ray_settings.remote) & {"placement_group", "placement_group_bundle_index"})
+    if owned:
+        raise ValueError(f"executor.ray.remote: datatrove places each task itself; remove {', '.join(owned)}")
+    unknown = sorted(set(ray_settings.remote) - set(ray_option_utils.actor_options))
+    if unknown:
+        raise ValueError(
+            f"executor.ray.remote: {', '.join(unknown)}: not an option of Ray's remote workers; use "
+            "num_cpus, memory, resources, scheduling_strategy, runtime_env, max_restarts, ..."
+        )
+    try:
+        ray_option_utils.validate_actor_options(ray_settings.remote, in_options=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"executor.ray.remote: {err}") from None
