@@ -27,7 +27,9 @@ from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
 from pipelines.executors import (
+    DEFAULT_EXECUTOR,
     check_executor_options,
+    executor_kind,
     make_executor,
     require_complete,
     restore_logs,
@@ -79,8 +81,8 @@ class BuildOptions:
     workers: int | None = None
     """Tasks run at the same time (local executor: processes; ray: concurrent tasks; slurm: the
     array's `%N` limit). None: the CPUs of this machine (local, ray), no limit (slurm)."""
-    executor: str = "local"
-    """`local`, `slurm` or `ray`."""
+    executor: str = DEFAULT_EXECUTOR
+    """The name of a registered executor (`pipelines/executors/`: `local`, `slurm`, `ray`)."""
     report: bool = True
     """Write the report (tables and PNG plots) after finalizing."""
     verbose: bool = False
@@ -92,8 +94,7 @@ class BuildOptions:
     def __post_init__(self):
         self.out = Path(self.out)
         self.layout = BuildLayout(self.out)
-        if self.executor not in ("local", "slurm", "ray"):
-            raise ValueError(f"executor must be local, slurm or ray, got {self.executor!r}")
+        executor_kind(self.executor)  # ValueError naming the executors
         if self.tasks is not None and self.tasks <= 0:
             raise ValueError(f"--tasks must be at least 1, got {self.tasks}")
         if self.workers is not None and self.workers <= 0:
@@ -435,7 +436,8 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(recipe, [(p.config.name, p.tasks) for p in plans], layout, options.report)
     engine = {"settings": recipe.executor, "seq_len": recipe.seq_len}
-    if options.executor == "slurm":
+    kind = executor_kind(options.executor)
+    if kind.submits_all_passes:
         previous = None
         for name, step in passes:
             previous = make_executor(
@@ -449,8 +451,8 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
             f"submitted {' -> '.join(n for n, _ in passes)} -> finalize Slurm jobs; logs under {layout.work / 'logs'}"
         )
         return None
-    if options.executor == "local":
-        warm_tokenizer(recipe.tokenizer)  # the local executor forks its workers: they inherit it
+    if kind.forks_workers:
+        warm_tokenizer(recipe.tokenizer)  # the workers start from this process: they inherit it
     print(
         f"building recipe {recipe.name} into {options.out}: "
         + ", ".join(f"{name} {step.world_size} tasks" for name, step in passes)

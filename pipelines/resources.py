@@ -10,8 +10,10 @@ and Ray settings::
               sbatch: {constraint: avx2}}
       ray: {runtime_env: {pip: [prolong-data]}, remote: {resources: {highmem: 1}}}
 
-A field left unset takes a default derived from the recipe (`default_resources`). Everything here
-is checked by `check_settings` before a single job is submitted or a byte written.
+A field left unset takes a default derived from the recipe (`default_resources`). The shape of
+everything here is checked when the recipe loads; the chosen executor's own checks
+(`pipelines/executors/`, e.g. Ray's worker options) run before a single job is submitted or a byte
+written.
 """
 
 from __future__ import annotations
@@ -182,28 +184,3 @@ def check_slurm_shape(slurm: SlurmSettings) -> None:
         raise ValueError(
             f"executor.slurm.max_array_size must be positive (or -1), got {slurm.max_array_size}"
         )
-
-
-def check_ray(ray_settings: RaySettings) -> None:
-    """ValueError for a runtime_env or remote option that Ray would refuse (needs ray)."""
-    from ray._common import ray_option_utils
-    from ray.runtime_env import RuntimeEnv
-
-    if ray_settings.runtime_env:
-        try:
-            RuntimeEnv(**ray_settings.runtime_env)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"executor.ray.runtime_env: {err}") from None
-    owned = sorted(set(ray_settings.remote) & {"placement_group", "placement_group_bundle_index"})
-    if owned:
-        raise ValueError(f"executor.ray.remote: datatrove places each task itself; remove {', '.join(owned)}")
-    unknown = sorted(set(ray_settings.remote) - set(ray_option_utils.actor_options))
-    if unknown:
-        raise ValueError(
-            f"executor.ray.remote: {', '.join(unknown)}: not an option of Ray's remote workers; use "
-            "num_cpus, memory, resources, scheduling_strategy, runtime_env, max_restarts, ..."
-        )
-    try:
-        ray_option_utils.validate_actor_options(ray_settings.remote, in_options=True)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"executor.ray.remote: {err}") from None

@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.build import BuildError, BuildOptions, run_build
+from pipelines.executors import DEFAULT_EXECUTOR, executor_kind, executor_names
 from pipelines.finalize import remix
 from pipelines.recipe import load_recipe, recipe_names
 from pipelines.resources import PASSES
@@ -46,18 +47,6 @@ def _proportion(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(
             f"--proportion takes DOMAIN=SHARE, e.g. fineweb-edu=0.12, got {text!r}"
         ) from None
-
-
-def _key_value(flag: str, example: str):
-    """The parser of a repeatable `KEY=VALUE` flag (`--slurm-sbatch constraint=avx2`)."""
-
-    def parse(text: str) -> tuple[str, str]:
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"{flag} takes KEY=VALUE, e.g. {example}, got {text!r}")
-        return key, value
-
-    return parse
 
 
 def _per_pass(flag: str, example: str):
@@ -101,9 +90,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--executor",
-        choices=("local", "slurm", "ray"),
-        default="local",
-        help="where the tasks run: local processes (default), Slurm array jobs, or a Ray cluster",
+        choices=executor_names(),
+        default=DEFAULT_EXECUTOR,
+        help="where the tasks run: "
+        + "; ".join(f"{name}: {executor_kind(name).help}" for name in executor_names()),
     )
     p.add_argument("--tokenizer", default=None, help="override the recipe's tokenizer")
     p.add_argument("--long-share", type=float, default=None, help="share of the long group (e.g. 0.6)")
@@ -139,45 +129,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         res.add_argument(
             flag, type=_per_pass(flag, example), action="append", default=[], metavar=metavar, help=meaning
         )
-    slurm = p.add_argument_group("slurm (--executor slurm)")
-    slurm.add_argument("--slurm-partition", default=None, help="partition of every job (required)")
-    slurm.add_argument(
-        "--slurm-time", default=None, help="time limit of each job of every pass, e.g. 04:00:00"
-    )
-    slurm.add_argument("--slurm-qos", default=None, help="quality of service (default: the cluster's)")
-    slurm.add_argument("--slurm-account", default=None, help="account the jobs are charged to")
-    slurm.add_argument("--slurm-venv", default=None, help="virtualenv folder the jobs activate")
-    slurm.add_argument("--slurm-conda", default=None, help="conda environment the jobs activate")
-    slurm.add_argument("--slurm-env-command", default=None, help="shell command the jobs run first")
-    slurm.add_argument(
-        "--slurm-sbatch",
-        type=_key_value("--slurm-sbatch", "constraint=avx2"),
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any sbatch option (repeatable); it wins over the executor's own",
-    )
-    slurm.add_argument(
-        "--slurm-srun",
-        type=_key_value("--slurm-srun", "cpu-bind=cores"),
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of the srun that starts each task (repeatable)",
-    )
-    ray = p.add_argument_group("ray (--executor ray)")
-    ray.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    ray.add_argument(
-        "--ray-runtime-env", default=None, help="Ray runtime_env: a YAML/JSON mapping or a file holding one"
-    )
-    ray.add_argument(
-        "--ray-remote",
-        type=_key_value("--ray-remote", "max_restarts=2"),
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an option of each Ray worker, VALUE read as YAML (repeatable)",
-    )
+    for name in executor_names():
+        executor_kind(name).add_arguments(p)
     p.set_defaults(func=run, takes_overrides=True)
     return p
 
@@ -206,43 +159,9 @@ def executor_overrides(args: argparse.Namespace) -> dict:
         for passes, value in getattr(args, field):
             for name in passes:
                 settings.setdefault(name, {})[field] = read(value)
-    slurm = {
-        "partition": args.slurm_partition,
-        "time": args.slurm_time,
-        "qos": args.slurm_qos,
-        "account": args.slurm_account,
-        "venv": args.slurm_venv,
-        "condaenv": args.slurm_conda,
-        "env_command": args.slurm_env_command,
-    }
-    slurm = {k: v for k, v in slurm.items() if v is not None}
-    if args.slurm_sbatch:
-        slurm["sbatch"] = dict(args.slurm_sbatch)
-    if args.slurm_srun:
-        slurm["srun"] = dict(args.slurm_srun)
-    ray: dict = {} if args.ray_address is None else {"address": args.ray_address}
-    if args.ray_runtime_env is not None:
-        ray["runtime_env"] = _yaml_mapping("--ray-runtime-env", args.ray_runtime_env)
-    if args.ray_remote:
-        ray["remote"] = {key: yaml.safe_load(value) for key, value in args.ray_remote}
-    for name, block in (("slurm", slurm), ("ray", ray)):
-        if block:
-            settings[name] = block
+    for name in executor_names():
+        settings.update(executor_kind(name).settings_overrides(args))
     return settings
-
-
-def _yaml_mapping(flag: str, text: str) -> dict:
-    """A mapping given inline (`{pip: [x]}`) or as a file holding one."""
-    path = Path(text).expanduser()
-    try:
-        data = yaml.safe_load(path.read_text() if path.is_file() else text)
-    except yaml.YAMLError as err:
-        raise ValueError(f"{flag}: not YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(
-            f"{flag} takes a mapping, e.g. '{{env_vars: {{HF_HOME: /shared/hf}}}}', got {text!r}"
-        )
-    return data
 
 
 def _merge_into(tree: dict, more: dict) -> None:
