@@ -122,6 +122,10 @@ def helmet_example(task: str, row: dict, index: int, length: int, fmt: PromptFor
     budget = prompt_budget(length, spec.max_new_tokens)
     prompt, _ = fmt.render(user.replace("{context}", context), prefix)
     while (n := fmt.count(prompt)) > budget:
+        if not context:
+            raise EvalUsageError(
+                f"--data-dir: {task} without any context needs {n} tokens > {budget}; use longer --lengths"
+            )
         context = truncate_context(context, n - budget, fmt)
         prompt, _ = fmt.render(user.replace("{context}", context), prefix)
     return file_example(task, index, length, prompt, answers, n, spec.max_new_tokens, prefix, fmt)

@@ -168,3 +168,10 @@ def test_cli_refuses_a_missing_file_before_the_model_loads(tiny_model_dir, tmp_p
     err = capsys.readouterr().err
     assert "niah_multikey_2/validation_1024.jsonl is missing" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # refused before anything was written
+
+
+def test_a_prompt_too_long_without_its_context_is_refused(llama3, tmp_path):
+    row = json_kv_row(random.Random(2), 5) | {"question": "word " * 400}  # 400 tokens of question alone
+    write_jsonl(tmp_path / "json_kv" / f"test_k{json_kv_records(256)}_dep6.jsonl", [row])
+    with pytest.raises(EvalUsageError, match="json_kv without any context needs .* use longer --lengths"):
+        load_examples("helmet", tmp_path, ["json_kv"], [256], 1, PromptFormat(llama3, chat=False))
