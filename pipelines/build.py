@@ -22,7 +22,6 @@ and the task counts: the same command gives the same bytes.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,8 @@ from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
 from pipelines.recipe import DomainConfig, PackConfig, Recipe, recipe_to_yaml
+from prolong_data.build_files import clear_build
+from prolong_data.build_lock import hold_lock
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -39,9 +40,10 @@ from prolong_data.filters import (
     ValidUtf8Filter,
     quality_filters,
 )
-from prolong_data.layout import OUTPUT_FILES, REMOVED, REPORT, WORK, BuildLayout
+from prolong_data.layout import BuildLayout
 from prolong_data.mds import MDSShardWriter
 from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
+from prolong_data.path_safety import check_output_apart
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
 from prolong_data.tokenize import load_tokenizer, warm_tokenizer
@@ -282,41 +284,28 @@ def write_options_file(layout: BuildLayout, inputs: dict) -> None:
     tmp.replace(layout.options)
 
 
-def clear_output(out: Path) -> None:
-    """Remove a previous build in `out` (its domain folders, reports and work folder)."""
-    if not out.exists():
-        return
-    for child in out.iterdir():
-        if (
-            child.name in (WORK, REPORT, REMOVED)
-            or (child / "index.json").is_file()
-            or child.name.startswith("rank-")
-        ):
-            shutil.rmtree(child)
-        elif child.is_dir() and any(child.glob("rank-*")):
-            shutil.rmtree(child)
-        elif child.name in OUTPUT_FILES:
-            child.unlink()
-
-
-def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[DomainPlan]:
-    """Validate everything that can be validated, then (and only then) touch the output folder:
-    clear it for `fresh`, record the build's inputs. Returns the plans."""
+def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan], dict]:
+    """Validate everything that can be validated without writing a byte: `--out` (a folder apart
+    from every input), the executor options, every source path, the tokenizer. Returns the plans
+    and what the shards depend on (`shard_inputs`)."""
     from pipelines.executors import check_executor_options
 
     check_out_folder(options.out)
+    check_output_apart(options.out, recipe.input_paths())
     check_executor_options(options)
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
-    layout = BuildLayout(options.out)
-    inputs = shard_inputs(recipe, plans, tokenizer)
+    return plans, shard_inputs(recipe, plans, tokenizer)
+
+
+def claim_folder(layout: BuildLayout, plans: list[DomainPlan], inputs: dict, fresh: bool) -> None:
+    """With the folder's lock held: refuse another build's folder (unless `fresh`), clear the
+    previous build for `fresh` (only what a build wrote), record the build's inputs."""
     if not fresh:
         check_options_file(layout, inputs)
-    # -- nothing above wrote a byte; from here on the folder changes --
-    if fresh:
-        clear_output(options.out)
+    else:
+        clear_build(layout.root, [p.config.name for p in plans])
     write_options_file(layout, inputs)
-    return plans
 
 
 def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dict | None:
@@ -324,15 +313,24 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     slurm, whose jobs finish later).
 
     Nothing is written (nor, with `fresh`, deleted) before the recipe, its sources, the tokenizer
-    and the options are checked. On a rerun, finished tasks whose outputs were since damaged
+    and the options are checked, and before this process holds the folder's lock (a second build
+    into the same folder is refused). On a rerun, finished tasks whose outputs were since damaged
     (a deleted or truncated shard or index, a missing partition or stats file) are found and run
     again; the others are skipped.
     """
+    plans, inputs = check_build(recipe, options)
+    layout = BuildLayout(options.out)
+    with hold_lock(layout.lock, log=logger.warning):
+        claim_folder(layout, plans, inputs, fresh)
+        return run_passes(recipe, options, plans)
+
+
+def run_passes(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -> dict | None:
+    """Run the passes of a claimed build folder (see `run_build`)."""
     from pipelines.executors import make_executor, require_complete, restore_logs, route_logs
     from pipelines.progress import PassProgress
     from pipelines.repair import reopen_damaged_tasks
 
-    plans = prepare(recipe, options, fresh)
     layout = BuildLayout(options.out)
     read, build = pass_step(plans, "read", options.out), pass_step(plans, "build", options.out)
     passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]

@@ -147,6 +147,28 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from prolong_data.signals import stop_on_signals
+
+    with stop_on_signals("shards"):
+        return run_command(args)
+
+
+def remix_locked(recipe, out: Path, mixture_file: str) -> None:
+    """`--mixture-only`: rewrite the mixture of the build in `out`, holding its lock."""
+    from pipelines.build import check_out_folder
+    from pipelines.finalize import remix
+    from prolong_data.build_lock import hold_lock
+    from prolong_data.layout import BuildLayout
+
+    check_out_folder(out)
+    if not out.is_dir():  # nothing to remix: remix says so, and no folder is created
+        remix(recipe, out, mixture_file)
+        return
+    with hold_lock(BuildLayout(out).lock):
+        remix(recipe, out, mixture_file)
+
+
+def run_command(args: argparse.Namespace) -> int:
     from pipelines.build import BuildError, run_build
     from prolong_data.sources import SourcePathError
 
@@ -154,9 +176,7 @@ def run(args: argparse.Namespace) -> int:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            from pipelines.finalize import remix
-
-            remix(recipe, options.out, args.mixture_file)
+            remix_locked(recipe, options.out, args.mixture_file)
             return 0
         if args.mixture_file != "mixture.json":
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")

@@ -6,6 +6,7 @@
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
+      .lock                                          the build lock (while a build runs)
       .build/   options.json  partitions/<domain>/  logs/shards.log  logs/<pass>/
                 stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
@@ -28,6 +29,10 @@ MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
 OPTIONS = "options.json"
 LOG_FILE = "shards.log"
+LOCK = ".lock"
+"""The build lock (`prolong_data.build_lock`): the holder's pid and host while a build runs."""
+RANK_FOLDERS = "rank-[0-9][0-9][0-9][0-9][0-9]"
+"""The per-task folders of a domain folder (glob pattern)."""
 PASSES = ("read", "build", "finalize")
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
@@ -69,6 +74,10 @@ class BuildLayout:
         return self.root / REMOVED / domain / filter_name
 
     # -- the work folder -----------------------------------------------------------------------
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
 
     @property
     def work(self) -> Path:
