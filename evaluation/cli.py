@@ -108,6 +108,12 @@ def run(args: argparse.Namespace) -> int:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
     from evaluation.backends import load_backend
     from evaluation.runner import EvalSettings, run_evaluation
+    from prolong_data.path_safety import UnsafeOutputError, check_output_apart
+
+    try:  # a local model folder and the held-out documents; a hub id names no local path
+        check_output_apart(args.out, [p for p in (args.model, args.heldout) if Path(p).exists()])
+    except UnsafeOutputError as error:
+        raise EvalUsageError(str(error)) from None
 
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     lengths = parse_lengths(args.lengths)
@@ -147,9 +153,13 @@ def settings_need_heldout(tasks) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2."""
+    """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2;
+    Ctrl-C or SIGTERM stop it (exit 130 / 143) and the same command resumes."""
+    from prolong_data.signals import stop_on_signals
+
     try:
-        return run(args)
+        with stop_on_signals("eval"):
+            return run(args)
     except EvalUsageError as error:
         print(f"prolong-data eval: error: {error}", file=sys.stderr)
         return 2

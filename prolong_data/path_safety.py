@@ -57,6 +57,6 @@ def check_output_apart(out: str | Path, inputs: Iterable[str | Path], flag: str 
         how = overlap(resolved_out, source)
         if how is not None:
             raise UnsafeOutputError(
-                f"{flag} {out} {how} the input {text}: a build there could overwrite or delete it; "
+                f"{flag} {out} {how} the input {text}: writing there could overwrite or delete it; "
                 f"choose an output folder apart from every input (e.g. a new folder beside them)"
             )
