@@ -29,6 +29,7 @@ from evaluation.prompts import Example, PromptFormat
 from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
 from evaluation.tasks import doc_loss as doc_loss_task
 from evaluation.tasks.base import depth_grid, example_rng
+from prolong_data.atomic_write import write_json_atomic
 
 STREAMS = ("prompts.jsonl", "results.jsonl", "doc_loss.jsonl")
 OUTPUTS = ("results.json", "results.md", "needle_depth.png", "loss_by_position.png")
@@ -128,7 +129,7 @@ def prepare_folder(out: Path, settings: EvalSettings, fresh: bool) -> None:
                 f"{out} holds an evaluation with other settings (differs in {', '.join(differ)}); "
                 "pass --fresh to start over there, or another --out"
             )
-    path.write_text(json.dumps(settings.to_json(), indent=1) + "\n")
+    write_json_atomic(path, settings.to_json(), indent=1)
 
 
 def make_examples(

@@ -30,6 +30,7 @@ from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
 from pipelines.recipe import DomainConfig, PackConfig, Recipe, recipe_to_yaml
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.build_files import clear_build
 from prolong_data.build_lock import hold_lock
 from prolong_data.filters import (
@@ -278,10 +279,7 @@ def check_options_file(layout: BuildLayout, inputs: dict) -> None:
 
 
 def write_options_file(layout: BuildLayout, inputs: dict) -> None:
-    layout.work.mkdir(parents=True, exist_ok=True)
-    tmp = layout.options.with_suffix(".tmp")
-    tmp.write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
-    tmp.replace(layout.options)
+    write_json_atomic(layout.options, inputs, indent=1, sort_keys=True)
 
 
 def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan], dict]:

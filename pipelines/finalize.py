@@ -9,6 +9,7 @@ from pathlib import Path
 from datatrove.utils.logging import logger
 
 from pipelines.recipe import Recipe, recipe_to_yaml
+from prolong_data.atomic_write import write_json_atomic, write_text_atomic
 from prolong_data.budget import format_budget, over_limit, plan_budget
 from prolong_data.layout import BuildLayout
 from prolong_data.lengths import LENGTH_EDGES, short_count
@@ -71,11 +72,11 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
     _write_json(layout.report / "bad_input.json", bad)
     summary["bad_input"] = bad["counts"]
     _write_json(layout.manifest, summary)
-    layout.recipe.write_text(recipe_to_yaml(recipe))
+    write_text_atomic(layout.recipe, recipe_to_yaml(recipe))
     text = format_report(summary, bad)
     print(text)
     if report:
-        (layout.report / "report.md").write_text(text + "\n")
+        write_text_atomic(layout.report / "report.md", text + "\n")
         if can_plot():
             plot_document_lengths(rows, layout.report / "document_lengths.png")
             plot_shares(summary, layout.report / "mixture_shares.png")
@@ -107,7 +108,7 @@ def write_mixture_files(
     if mixture_file == "mixture.json":
         write_mixture(mixture, out)
     else:  # a sweep variant beside the build's own mixture.json
-        (out / mixture_file).write_text(json.dumps(mixture.to_dict(), indent=2) + "\n")
+        write_json_atomic(out / mixture_file, mixture.to_dict(), indent=2)
     available = {d: rows[d]["sequences"] * recipe.seq_len for d in shares}
     budget = plan_budget(recipe.token_budget, shares, available)
     budget_text = format_budget(budget, recipe.token_budget, recipe.max_repeat)
@@ -267,5 +268,4 @@ def _ints(counts: dict) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, data, indent=2, sort_keys=True)

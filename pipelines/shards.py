@@ -12,8 +12,10 @@ position or its `name`). Values are read as YAML; the recipe is validated after 
 
 Run the same command again after a crash or a kill: finished tasks are skipped and the shards
 come out identical to an uninterrupted build; finished tasks whose outputs were damaged since are
-run again. Exit status: 0 built; 1 a task failed (see its log; rerun to resume); 2 a user error
-(the message says what to fix; nothing in --out was changed). docs/guarantees.md has the details.
+run again. Exit status: 0 built; 1 a task failed or the disk is full (the message or the task's
+log says why; rerun to resume); 2 a user error (the message says what to fix; nothing in --out
+was changed); 130 / 143 stopped by Ctrl-C / SIGTERM (rerun to resume). docs/guarantees.md has
+the details.
 A live display shows each pass's progress; the tasks' log lines and stats go to
 OUT/.build/logs/ (`--verbose` shows them here too).
 """
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from prolong_data.signals import stop_on_signals
 
     with stop_on_signals("shards"):
-        return run_command(args)
+        return run_checked(args)
 
 
 def remix_locked(recipe, out: Path, mixture_file: str) -> None:
@@ -169,8 +171,9 @@ def remix_locked(recipe, out: Path, mixture_file: str) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pipelines.build import BuildError, run_build
-    from prolong_data.sources import SourcePathError
+    """Build (or remix) as `args` say; a full disk is one line and exit status 1."""
+    from pipelines.build import run_build
+    from prolong_data.disk_space import is_out_of_space, out_of_space_message
 
     try:
         recipe = resolve_recipe(args)
@@ -181,6 +184,22 @@ def run_command(args: argparse.Namespace) -> int:
         if args.mixture_file != "mixture.json":
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
+    except Exception as err:
+        if not is_out_of_space(err):
+            raise
+        # files were written: not a user error; the same command resumes once there is space
+        print(f"shards: {out_of_space_message(err, args.out)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_checked(args: argparse.Namespace) -> int:
+    """`run_command` with every error turned into one line and an exit status (see the module docstring)."""
+    from pipelines.build import BuildError
+    from prolong_data.sources import SourcePathError
+
+    try:
+        return run_command(args)
     except (ValueError, SourcePathError, BuildError, OSError) as err:
         # every error a user can cause: one message saying what to fix, no traceback
         print(f"shards: {err}", file=sys.stderr)
@@ -188,4 +207,3 @@ def run_command(args: argparse.Namespace) -> int:
     except RuntimeError as err:  # a task failed (its log says why); a rerun resumes
         print(f"shards: {err}", file=sys.stderr)
         return 1
-    return 0

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from prolong_data.atomic_write import write_json_atomic
+
 VALUE_DTYPES = {
     "uint8": 8, "int8": 9, "uint16": 16, "int16": 17, "float16": 18, "uint32": 32, "int32": 33,
     "float32": 34, "uint64": 64, "int64": 65, "float64": 66,
@@ -164,14 +166,14 @@ class NativeMDSWriter:
     def finish(self) -> None:
         if self._samples:
             self._flush()
-        with open(self.out / "index.json", "w") as f:
-            json.dump({"version": 2, "shards": self.shards}, f, sort_keys=True)
+        write_json_atomic(self.out / "index.json", {"version": 2, "shards": self.shards}, sort_keys=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.finish()
+        if exc_type is None:  # an index only for shards that are whole
+            self.finish()
 
 
 def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
@@ -186,10 +188,7 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
                     shard[key]["basename"] = f"{sub}/{shard[key]['basename']}"
             shards.append(shard)
     path = Path(out_folder) / "index.json"
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"version": 2, "shards": shards}, f)
-    tmp.replace(path)  # atomic: a reader never sees half an index
+    write_json_atomic(path, {"version": 2, "shards": shards})  # a reader never sees half an index
     return path
 
 

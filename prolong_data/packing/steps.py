@@ -12,6 +12,7 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.atomic_write import write_text_atomic
 from prolong_data.packing.bfd import BFDPacker
 from prolong_data.packing.binning import LengthBinner
 from prolong_data.packing.concat import ChunkPacker, ConcatPacker
@@ -33,11 +34,8 @@ class _PackStep(PipelineStep):
             if isinstance(value, int):
                 self.stat_update(key, value=value)
         if self.report_folder:
-            folder = Path(self.report_folder)
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"packing.{rank:05d}.json").write_text(
-                json.dumps(stats.as_dict(), sort_keys=True) + "\n"
-            )
+            path = Path(self.report_folder) / f"packing.{rank:05d}.json"
+            write_text_atomic(path, json.dumps(stats.as_dict(), sort_keys=True) + "\n")
 
 
 class PackConcat(_PackStep):
