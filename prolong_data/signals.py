@@ -128,24 +128,39 @@ def stop_on_signals(name: str, on_stop: Callable[[], None] | None = None) -> Ite
             signal.signal(s, old)
 
 
+class Stopped(Exception):
+    """Raised by a loop that stopped at a safe point on `signum`."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
 class StopRequest:
     """A signal noted for a loop that stops at its next safe point (the trainer, between steps).
 
-    `install()` makes SIGINT and SIGTERM set `signum` instead of interrupting; the loop checks
-    `requested` and ends itself, exiting with `exit_status(signum)`.
+    Within `with StopRequest(name) as stop:` SIGINT and SIGTERM set `stop.signum` instead of
+    interrupting; the loop checks `stop.signum` and raises `Stopped`. A second signal before
+    the loop gets there ends the command at once, as `stop_on_signals` does.
     """
 
-    def __init__(self):
+    def __init__(self, name: str):
+        self.name = name
         self.signum: int | None = None
+        self._previous: dict = {}
 
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def install(self) -> StopRequest:
-        def handler(signum, frame):
+    def _handler(self, signum, frame):
+        if self.signum is None:
             self.signum = signum
+            return
+        end_descendants()
+        print(f"{self.name}: {RESUME_LINE}", file=sys.stderr, flush=True)
+        os._exit(exit_status(signum))
 
-        for s in SIGNALS:
-            signal.signal(s, handler)
+    def __enter__(self) -> StopRequest:
+        self._previous = {s: signal.signal(s, self._handler) for s in SIGNALS}
         return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._previous.items():
+            signal.signal(s, old)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from prolong_data.atomic_write import write_text_atomic
+from prolong_data.signals import RESUME_LINE, Stopped, StopRequest, exit_status, stop_on_signals
 from trainer.attention import DocMask, resolve_backend
 from trainer.checkpoint import (
     full_model_state,
@@ -364,40 +367,64 @@ def train(cfg: Config, env: DistEnv) -> Path:
     from tqdm import tqdm
 
     torch.manual_seed(cfg.train.seed)
-    run = build(cfg, env, pick_device(env))
-    if env.is_main:
-        run.out.mkdir(parents=True, exist_ok=True)
-        (run.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    start = resume(run)
+    with stop_on_signals("train"):  # a signal before the first step ends the run at once
+        run = build(cfg, env, pick_device(env))
+        if env.is_main:
+            write_text_atomic(run.out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        start = resume(run)
     stop = min(cfg.train.steps, cfg.train.stop_at_step or cfg.train.steps)
     log = open_metrics(run)
     batches = endless(run.loader)
     heldout = heldout_ids(cfg, load_tokenizer(cfg.model)) if cfg.eval.every_steps else []
     bar = tqdm(total=stop, initial=start, disable=not (env.is_main and cfg.log.progress_bar), unit="step")
-    try:
-        for step in range(start + 1, stop + 1):
-            began = time.perf_counter()
-            micro_batches = [next(batches) for _ in range(run.accum)]
-            lr = run.scheduler.get_last_lr()[0]
-            result = train_step(run, micro_batches)
-            if step % cfg.log.every_steps == 0 or step == stop:
-                record = log_record(run, step, result, time.perf_counter() - began, lr)
-                log.write(record)
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
-                )
-            bar.update(1)
-            if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
-                buckets = doc_loss_by_bucket(run.model, heldout, cfg.eval.window, run.device, run.attention)
-                log.write({"step": step, **buckets})
-            if step % cfg.checkpoint.every_steps == 0 or step == stop:
-                save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
-    finally:
-        bar.close()
-        log.close()
+    signals = StopRequest("train")
+    with signals:
+        try:
+            _train_steps(run, cfg, start, stop, log, batches, heldout, bar, signals)
+        finally:
+            bar.close()
+            log.close()
     if stop == cfg.train.steps and cfg.checkpoint.export_hf:
         export(run)
     return run.out
+
+
+def _train_steps(run: Run, cfg: Config, start: int, stop: int, log, batches, heldout, bar, signals) -> None:
+    """Steps `start + 1` .. `stop`: train, log, evaluate and checkpoint as configured. A signal
+    (`signals`) ends the loop at the next step boundary on every rank; SIGTERM (a scheduler's
+    preemption) saves a checkpoint there first, unless the step just saved one."""
+    for step in range(start + 1, stop + 1):
+        began = time.perf_counter()
+        micro_batches = [next(batches) for _ in range(run.accum)]
+        lr = run.scheduler.get_last_lr()[0]
+        result = train_step(run, micro_batches)
+        if step % cfg.log.every_steps == 0 or step == stop:
+            record = log_record(run, step, result, time.perf_counter() - began, lr)
+            log.write(record)
+            bar.set_postfix(
+                loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
+            )
+        bar.update(1)
+        if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
+            buckets = doc_loss_by_bucket(run.model, heldout, cfg.eval.window, run.device, run.attention)
+            log.write({"step": step, **buckets})
+        if step % cfg.checkpoint.every_steps == 0 or step == stop:
+            save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
+        saved = step % cfg.checkpoint.every_steps == 0 or step == stop
+        signum = agreed_signal(signals.signum, run.device)
+        if signum:
+            if signum == signal.SIGTERM and not saved:
+                save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
+            raise Stopped(signum)
+
+
+def agreed_signal(signum: int | None, device) -> int:
+    """The signal any rank got (0: none), the same on every rank, so that all stop at one step."""
+    if not dist.is_initialized():
+        return signum or 0
+    flag = torch.tensor([signum or 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def init_distributed() -> DistEnv:
@@ -466,6 +493,10 @@ def cli(argv: list[str] | None = None) -> int:
     """``main`` for the command line: a user error is one message on stderr and exit status 2."""
     try:
         main(argv)
+    except Stopped as stopped:  # at a step boundary; SIGTERM saved a checkpoint there
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"train: {RESUME_LINE}", file=sys.stderr, flush=True)
+        return exit_status(stopped.signum)
     except (ValueError, FileNotFoundError) as error:
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"error: {error}", file=sys.stderr, flush=True)
