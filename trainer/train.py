@@ -31,6 +31,7 @@ import torch.distributed as dist
 import yaml
 
 from prolong_data.atomic_write import write_text_atomic
+from prolong_data.path_safety import check_output_apart
 from prolong_data.signals import RESUME_LINE, Stopped, StopRequest, exit_status, stop_on_signals
 from trainer.attention import DocMask, resolve_backend
 from trainer.checkpoint import (
@@ -362,10 +363,20 @@ def check_export_loads(path: Path, state: dict) -> None:
     print(f"HF export {path} loads with AutoModelForCausalLM and holds the trained weights", flush=True)
 
 
+def run_inputs(cfg: Config) -> list[str]:
+    """The local paths a run reads: the shards' folder, the model and tokenizer, the held-out
+    documents, the optimizer state of the previous stage (hub ids and remote paths are left out)."""
+    mixture = Path(cfg.data.mixture)  # mixture.json or the folder that holds it
+    paths = [str(mixture if mixture.is_dir() else mixture.parent), cfg.model.path, cfg.model.tokenizer]
+    paths += [cfg.eval.heldout if cfg.eval.every_steps else None, cfg.checkpoint.init_optimizer_from]
+    return [p for p in paths if p and Path(p).exists()]
+
+
 def train(cfg: Config, env: DistEnv) -> Path:
     """Runs (or resumes) the stage described by ``cfg``; returns the run folder."""
     from tqdm import tqdm
 
+    check_output_apart(cfg.out, run_inputs(cfg), flag="out")
     torch.manual_seed(cfg.train.seed)
     with stop_on_signals("train"):  # a signal before the first step ends the run at once
         run = build(cfg, env, pick_device(env))
