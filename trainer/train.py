@@ -363,11 +363,24 @@ def check_export_loads(path: Path, state: dict) -> None:
     print(f"HF export {path} loads with AutoModelForCausalLM and holds the trained weights", flush=True)
 
 
+def mixture_inputs(mixture: str) -> list[str]:
+    """The mixture file and the domain folders its streams name (only the file when it does not
+    read: the data checks say why)."""
+    from prolong_data.mixture import read_mixture
+
+    try:
+        parsed, root = read_mixture(mixture)
+        folders = parsed.resolved_paths(root)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [mixture]
+    file = Path(mixture) / "mixture.json" if Path(mixture).is_dir() else Path(mixture)
+    return [str(file), *map(str, folders.values())]
+
+
 def run_inputs(cfg: Config) -> list[str]:
     """The local paths a run reads: the shards' folder, the model and tokenizer, the held-out
     documents, the optimizer state of the previous stage (hub ids and remote paths are left out)."""
-    mixture = Path(cfg.data.mixture)  # mixture.json or the folder that holds it
-    paths = [str(mixture if mixture.is_dir() else mixture.parent), cfg.model.path, cfg.model.tokenizer]
+    paths = [*mixture_inputs(cfg.data.mixture), cfg.model.path, cfg.model.tokenizer]
     paths += [cfg.eval.heldout if cfg.eval.every_steps else None, cfg.checkpoint.init_optimizer_from]
     return [p for p in paths if p and Path(p).exists()]
 

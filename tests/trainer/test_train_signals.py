@@ -97,11 +97,11 @@ def test_ctrl_c_stops_without_a_checkpoint(toy_shards, tmp_path):
     assert latest_checkpoint(out / "checkpoints") is None
 
 
-def test_an_out_inside_the_shards_is_refused(toy_shards, tmp_path):
-    shards = toy_shards if toy_shards.is_dir() else toy_shards.parent
+def test_an_out_inside_a_domain_of_the_shards_is_refused(toy_shards, tmp_path):
+    domain = toy_shards.parent / "a"  # toy_shards is the mixture.json beside domains a and b
     done = subprocess.run(
-        command(toy_shards, shards / "run"), cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        command(toy_shards, domain / "run"), cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
-    assert "choose an output folder apart" in done.stderr and not (shards / "run").exists()
+    assert "choose an output folder apart" in done.stderr and not (domain / "run").exists()
