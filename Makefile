@@ -33,7 +33,7 @@ TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BI
 # or add --parallel.sp=N), 2 gloo processes on a CPU
 TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
-.PHONY: venv venv-tf5 constraints test test-slow test-core-install test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
+.PHONY: venv venv-tf5 constraints dist test test-slow test-core-install test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
 
 venv: $(STAMP)
 
@@ -56,7 +56,14 @@ constraints: $(STAMP)
 	@mv constraints.txt.new constraints.txt
 	@touch $(STAMP)  # the venv is what the new file says
 
-## Fast tests (a few minutes on 2 cores).
+## The sdist and the wheel to publish, in dist/ (python -m build; the wheel carries the recipes, the
+## Llama-3 tokenizer and the sample corpus). `make test-core-install` installs such a wheel and tests it.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls -l dist
+
+## Fast tests (about 10 minutes on 2 cores, as the README says).
 test: $(STAMP)
 	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "not slow and not gpu"
 
@@ -64,7 +71,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "slow and not gpu and not core_install"
 
-## The core install alone (no extras) in a fresh venv: build the demo, verify it, no torch (CI).
+## The wheel of `make dist`, its metadata and files; then the core install from it alone (no extras)
+## in a fresh venv: build the demo from another folder, verify it, no torch (CI).
 ## CORE_CONSTRAINTS=constraints-lowest.txt tries the lowest versions, CORE_CONSTRAINTS=none the newest.
 CORE_CONSTRAINTS ?= constraints.txt
 test-core-install: $(STAMP)
@@ -169,4 +177,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check prolong_data pipelines trainer evaluation tests bench
 
 clean:
-	rm -rf data/shards runs bench/work $(VENV_TF5)
+	rm -rf data/shards runs bench/work dist build $(VENV_TF5)

@@ -17,6 +17,7 @@ from pathlib import Path
 from evaluation.errors import EvalUsageError
 from evaluation.haystack import DEFAULT_HELDOUT
 from evaluation.tasks import ALL_TASKS
+from prolong_data.extras import TrainExtraMissing, require_train_extra
 
 CHAT_HINTS = ("instruct", "chat", "sft")
 """``--chat auto`` uses the chat template for models whose path or name contains one of these."""
@@ -46,7 +47,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "eval",
         help="long-context evaluation: JSON key-value and needle recall, loss by position",
-        description=__doc__,
+        description=__doc__.split("\n\nImporting")[0],  # the usage, not the note for developers
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", help="HF folder or hub id of the causal LM (e.g. runs/sft/hf)")
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
+    require_train_extra("prolong-data eval", ("torch", "transformers"))
     from evaluation.backends import load_backend
     from evaluation.runner import EvalSettings, run_evaluation
     from prolong_data.path_safety import UnsafeOutputError, check_output_apart
@@ -160,6 +162,6 @@ def main(args: argparse.Namespace) -> int:
     try:
         with stop_on_signals("eval"):
             return run(args)
-    except EvalUsageError as error:
+    except (EvalUsageError, TrainExtraMissing) as error:
         print(f"prolong-data eval: error: {error}", file=sys.stderr)
         return 2

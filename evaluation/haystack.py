@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.errors import EvalUsageError
+from prolong_data.assets import SAMPLE_CORPUS
 
-DEFAULT_HELDOUT = Path("examples/corpus/heldout")
-"""Where ``make eval`` and ``prolong-data eval`` look by default (relative to the working directory)."""
+DEFAULT_HELDOUT = SAMPLE_CORPUS / "heldout"
+"""Where ``prolong-data eval`` looks by default: the held-out books of the sample corpus installed
+with the package (``examples/corpus/heldout`` of the repository), which no demo recipe trains on."""
 
 TEXT_SUFFIXES = (".txt", ".md", ".txt.gz", ".md.gz")
 JSONL_SUFFIXES = (".jsonl", ".jsonl.gz")

@@ -134,12 +134,14 @@ PACK_STEPS = {"concat": _pack_concat, "length_binned": _pack_length_binned, "bes
 """The packer step of each pack mode (`PackConfig.mode`)."""
 
 
-def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
-    """The domain's readers, then the filters that work on text: its documents before any shuffle."""
+def source_steps(recipe: Recipe, domain: DomainConfig, out: Path | None) -> list[PipelineStep]:
+    """The domain's readers, then the filters that work on text: its documents before any shuffle.
+    With `out` None (a preview) nothing is written: no bad-input log, no removed documents."""
     steps: list[PipelineStep] = []
     for i, source in enumerate(domain.sources):
-        bad_file = BuildLayout(out).bad_input_pattern(domain.name, i)
-        steps.append(source.reader(ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8)))
+        bad_file = BuildLayout(out).bad_input_pattern(domain.name, i) if out is not None else None
+        context = ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8, tokenizer=recipe.tokenizer)
+        steps.append(source.reader(context))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
             steps.append(HashSplitFilter(buckets, [bucket]))
@@ -153,12 +155,18 @@ def source_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[Pipeli
     return steps
 
 
+def dedup_steps(domain: DomainConfig, out: Path | None) -> list[PipelineStep]:
+    """The domain's deduplication of whole documents (the build and `preview` both run these);
+    with `out` None the removed documents are not kept."""
+    if not domain.deduplicates:
+        return []
+    return [ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup"))]
+
+
 def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
     folder = str(BuildLayout(out).domain(domain.name))
-    steps: list[PipelineStep] = []
-    if domain.deduplicates:
-        steps.append(ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup")))
+    steps: list[PipelineStep] = dedup_steps(domain, out)
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
     if tokenize is not None:
         steps.append(tokenize)
@@ -198,12 +206,13 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
 
 
-def removed_writers(domain: DomainConfig, out: Path):
+def removed_writers(domain: DomainConfig, out: Path | None):
     """`writer(filter_name)`: where a filter of `domain` writes the documents it removes
-    (`removed/<domain>/<filter>/NNNNN.jsonl.gz`), or None when the domain does not keep them."""
+    (`removed/<domain>/<filter>/NNNNN.jsonl.gz`), or None when the domain does not keep them
+    (or `out` is None)."""
 
     def writer(filter_name: str):
-        if not domain.keep_removed:
+        if not domain.keep_removed or out is None:
             return None
         from datatrove.pipeline.writers import JsonlWriter
 
@@ -273,9 +282,54 @@ def check_options_file(layout: BuildLayout, inputs: dict) -> None:
         recorded = None  # a torn options file (a kill while writing it): rewritten below
     if recorded is not None and recorded != inputs:
         raise BuildError(
-            f"{layout.root} holds a build with another recipe, corpus, tokenizer or task count; resume it with "
-            "the same command, or pass --fresh to start over (or choose a new --out)"
+            f"{layout.root} holds a different build ({describe_differences(recorded, inputs)}); resume it "
+            "with the same command, or pass --fresh to start over (or choose a new --out)"
         )
+
+
+def describe_differences(recorded: dict, inputs: dict, most: int = 3) -> str:
+    """What differs between the build recorded in a folder and this command's, e.g.
+    `tasks of book-65536: 4 in the folder, 3 now`; at most `most` items, then how many more."""
+    found = _differences(recorded, inputs, "")
+    shown = "; ".join(found[:most])
+    return shown + (f"; and {len(found) - most} more" if len(found) > most else "")
+
+
+def _differences(old, new, where: str) -> list[str]:
+    """Each leaf where `old` and `new` differ, named by its path (list items of dicts with a `name`
+    by that name)."""
+    if isinstance(old, list) and isinstance(new, list) and _named(old) and _named(new):
+        old, new = {d["name"]: d for d in old}, {d["name"]: d for d in new}
+    if isinstance(old, dict) and isinstance(new, dict):
+        found = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            inner = _label(where, key)
+            if key not in new:
+                found.append(f"{inner}: only in the folder")
+            elif key not in old:
+                found.append(f"{inner}: only now")
+            else:
+                found += _differences(old[key], new[key], inner)
+        return found
+    return [] if old == new else [f"{where}: {_short(old)} in the folder, {_short(new)} now"]
+
+
+def _named(items: list) -> bool:
+    return all(isinstance(i, dict) and "name" in i for i in items)
+
+
+def _label(where: str, key) -> str:
+    """`tasks` + `book-65536` -> `tasks of book-65536`; `recipe` + `seq_len` -> `seq_len`."""
+    if where in ("", "recipe"):
+        return str(key)
+    if where == "tasks":
+        return f"tasks of {key}"
+    return f"{where}.{key}"
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def write_options_file(layout: BuildLayout, inputs: dict) -> None:

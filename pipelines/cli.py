@@ -1,16 +1,19 @@
 """`prolong-data`: the command line of the toolkit.
 
+prolong-data shards --recipe NAME --out DIR ...   (prolong-data shards --help)
 prolong-data inspect DIR [--sample N] [--png FILE] [--tokenizer SPEC]
 prolong-data verify DIR
-prolong-data shards --recipe NAME --out DIR ...   (see pipelines/shards.py)
-prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (see evaluation/cli.py)
+prolong-data preview --recipe NAME --domain D [--limit N] [--out FILE.jsonl|-]   (prolong-data preview --help)
+prolong-data eval --model PATH --tasks ... --lengths ... --out DIR   (prolong-data eval --help)
 
-Exit status: 0 success; 1 `verify` found damage; 2 a user error (a message says what to fix).
+Exit status: 0 success; 1 `verify` found damage, or a `shards` task failed (its log says why;
+rerun the same command to resume); 2 a user error (a message says what to fix).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +26,8 @@ def _inspect(args: argparse.Namespace) -> int:
     except MDSFormatError as err:
         print(f"inspect: {err}\n(run `prolong-data verify {args.dir}` for every problem)", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # the reader of the output stopped (`| head`): `main` ends quietly
     except (OSError, ValueError, IndexError) as err:
         print(f"inspect: {err}", file=sys.stderr)
         return 2
@@ -112,9 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_verify)
 
     from evaluation.cli import add_parser as add_eval_parser
-    from pipelines import shards
+    from pipelines import preview, shards
 
     shards.add_parser(sub)
+    preview.add_parser(sub)
     add_eval_parser(sub)  # its parser imports no torch
     return parser
 
@@ -125,7 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "takes_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra  # `--field=value` flags of a command that reads a typed config
-    return args.func(args)
+    try:
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:  # `prolong-data inspect DIR | head`: the reader has all it wanted
+        silence_stdout()
+        return 0
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not complain about the
+    pipe its reader closed."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sysconfig
 from pathlib import Path
 
-from datatrove.utils.logging import logger
-
-from pipelines.recipe import Recipe, recipe_to_yaml
+from pipelines.recipe import GROUPS, Recipe, recipe_to_yaml
 from prolong_data.atomic_write import write_json_atomic, write_text_atomic
 from prolong_data.budget import format_budget, over_limit, plan_budget
+from prolong_data.filters import HashSplitFilter, MinTokensFilter
 from prolong_data.layout import BuildLayout
 from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
+from prolong_data.sources.code_order import ORDER_STATS
 
 
 def _domain_counts(layout: BuildLayout, domain: str) -> dict:
@@ -42,6 +43,15 @@ def _add_step_counts(steps: dict[str, dict[str, float]], data: dict) -> None:
             merged[key] = merged.get(key, 0) + value
 
 
+def file_order_counts(steps: dict[str, dict[str, float]]) -> dict[str, int] | None:
+    """A code domain's dependency-order counts (`code_order.ORDER_STATS`) summed over its steps,
+    or None when no step ordered files by dependency."""
+    found = [counts for counts in steps.values() if ORDER_STATS[0] in counts]
+    if not found:
+        return None
+    return {key: int(sum(counts.get(key, 0) for counts in found)) for key in ORDER_STATS}
+
+
 def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, report: bool = True) -> dict:
     """Finalize every domain folder, then write mixture.json, manifest.json, recipe.yaml, reports."""
     from prolong_data.tokenize import load_tokenizer
@@ -64,8 +74,18 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
             "pack": _plain(config[name].pack),
             "stats": {step: _ints(c) for step, c in sorted(counts["steps"].items())},
         }
+        order = file_order_counts(counts["steps"])
+        if order is not None:
+            manifest["file_order"] = order
         full = finalize_domain(layout.domain(name), manifest)
-        rows[name] = {**counts, "sequences": int(full.get("packing", {}).get("sequences", 0))}
+        packing = full.get("packing", {})
+        rows[name] = {
+            **counts,
+            "sequences": int(packing.get("sequences", 0)),
+            "removed": removed_counts(counts["steps"], packing),
+        }
+        if order is not None:
+            rows[name]["file_order"] = order
     summary = write_mixture_files(recipe, out, rows, tokenizer)
     bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
     layout.report.mkdir(parents=True, exist_ok=True)
@@ -91,10 +111,6 @@ def write_mixture_files(
     """mixture.json and budget.json from the built domains; returns the build summary."""
     wanted = recipe.mixture_proportions()
     empty = [d for d in wanted if rows.get(d, {}).get("sequences", 0) == 0]
-    for d in empty:
-        logger.warning(
-            f"domain {d} has no sequences (too little data for one); it is left out of the mixture"
-        )
     kept = {d: p for d, p in wanted.items() if d not in empty}
     if not kept:
         raise RuntimeError("no domain produced a sequence: is the corpus big enough for this seq_len?")
@@ -111,22 +127,21 @@ def write_mixture_files(
         write_json_atomic(out / mixture_file, mixture.to_dict(), indent=2)
     available = {d: rows[d]["sequences"] * recipe.seq_len for d in shares}
     budget = plan_budget(recipe.token_budget, shares, available)
-    budget_text = format_budget(budget, recipe.token_budget, recipe.max_repeat)
-    for line in budget_text.splitlines():
-        if line.startswith("WARNING"):
-            logger.warning(line)
+    absent = {d.name: "no sources" for d in recipe.domains if not d.present}
+    absent.update({d: "no sequence: too little data for one" for d in empty})
+    budget_text = format_budget(budget, recipe.token_budget, recipe.max_repeat) + format_absent(absent)
     budget_json = {
         "token_budget": recipe.token_budget,
         "max_repeat": recipe.max_repeat,
         "domains": [b.to_dict(recipe.max_repeat) for b in budget],
-        "absent_domains": [d.name for d in recipe.domains if not d.present] + empty,
+        "absent_domains": list(absent),
         "over_limit": [b.domain for b in over_limit(budget, recipe.max_repeat)],
     }
     report = BuildLayout(out).report
     report.mkdir(parents=True, exist_ok=True)
     stem = Path(mixture_file).stem
     _write_json(report / ("budget.json" if stem == "mixture" else f"budget-{stem}.json"), budget_json)
-    targets = {d.name: d.proportion for d in recipe.domains}
+    targets = target_shares(recipe)
     stored_total = sum(r.get("sequences", 0) for r in rows.values()) or 1
     return {
         "recipe": recipe.name,
@@ -140,9 +155,13 @@ def write_mixture_files(
                 "stored_share": r.get("sequences", 0) / stored_total,
                 "mixture_share": shares.get(d, 0.0),
                 "target_share": targets.get(d, 0.0),
+                "removed": r.get("removed", {}),
+                **({"file_order": r["file_order"]} if "file_order" in r else {}),
             }
             for d, r in rows.items()
         },
+        "absent": {d: {"reason": why, "target_share": targets.get(d, 0.0)} for d, why in absent.items()},
+        "notes": installed_package_notes(recipe),
         "budget": budget_json,
         "budget_text": budget_text,
     }
@@ -162,11 +181,78 @@ def remix(recipe: Recipe, out: Path, mixture_file: str = "mixture.json") -> dict
             "documents": manifest.get("documents", 0),
             "tokens": manifest.get("document_tokens", 0),
             "sequences": int(manifest.get("packing", {}).get("sequences", 0)),
+            "removed": removed_counts(manifest.get("stats", {}), manifest.get("packing", {})),
         }
     summary = write_mixture_files(recipe, out, rows, tokenizer, mixture_file)
-    print(format_table(summary))
+    print(format_table(summary) + "\n")
     print(summary["budget_text"])
     return summary
+
+
+# ----------------------------------------------------------------------------------------------
+# What the summary says besides the counts
+# ----------------------------------------------------------------------------------------------
+
+
+NOT_A_LOSS = (HashSplitFilter.name,)
+"""Filter steps that choose a domain's share of a source (the rest feeds another domain): what they
+leave out is not counted as removed."""
+
+
+def removed_counts(steps: dict, packing: dict) -> dict[str, int]:
+    """What a domain lost on the way, from its step stats and packing stats: documents dropped by
+    the filters (empty, invalid UTF-8, duplicates, quality: every step's `dropped`), documents and
+    their tokens dropped for being shorter than the domain's minimum, and tokens that packing cut
+    (the tails of long documents, truncated or dropped conversations, the last partial sequence)."""
+    too_short = steps.get(MinTokensFilter.name, {})
+    return {
+        "filtered_documents": int(
+            sum(c.get("dropped", 0) for name, c in steps.items() if name not in NOT_A_LOSS)
+        ),
+        "short_documents": int(too_short.get("dropped_too_short", 0)),
+        "short_tokens": int(too_short.get("dropped_too_short_tokens", 0)),
+        "cut_tokens": int(packing.get("dropped_tokens", 0) + packing.get("dropped_tail_tokens", 0)),
+    }
+
+
+def target_shares(recipe: Recipe) -> dict[str, float]:
+    """The share the recipe asks for each domain, absent ones included: its proportions, each group
+    rescaled to `long_share` when that is set (`--long-share`), so the target column of the
+    summary shows what this command asked for."""
+    targets = {d.name: d.proportion for d in recipe.domains}
+    if recipe.long_share is None:
+        return targets
+    want = {"long": recipe.long_share, "short": 1 - recipe.long_share}
+    sums = {g: sum(d.proportion for d in recipe.domains if d.group == g) for g in GROUPS}
+    return {
+        d.name: d.proportion * want[d.group] / sums[d.group] if sums[d.group] else 0.0 for d in recipe.domains
+    }
+
+
+def installed_package_notes(recipe: Recipe) -> list[str]:
+    """A note for each domain that reads this Python's standard library or site-packages (the
+    demo's code domain): its counts depend on what is installed, so they differ between installs."""
+    paths = sysconfig.get_paths()
+    places = {
+        paths["stdlib"]: "standard library",
+        paths["purelib"]: "site-packages",
+        paths["platlib"]: "site-packages",
+    }
+    notes = []
+    for d in recipe.domains:
+        found = {places[p] for s in d.sources for p in getattr(s, "paths", None) or [] if p in places}
+        read = [name for name in ("standard library", "site-packages") if name in found]
+        if read:
+            notes.append(
+                f"{d.name} reads this Python's installed packages ({' and '.join(read)}): its counts "
+                "vary from one install to another"
+            )
+    return notes
+
+
+def format_absent(absent: dict[str, str]) -> str:
+    """Lines for the budget report: each domain left out of the mixture, and why."""
+    return "".join(f"\nabsent: {d} ({why}; its share is spread over the others)" for d, why in absent.items())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -174,14 +260,52 @@ def remix(recipe: Recipe, out: Path, mixture_file: str = "mixture.json") -> dict
 # ----------------------------------------------------------------------------------------------
 
 
+COUNTS = ("documents", "tokens", "sequences")
+SHARES = ("stored_share", "mixture_share", "target_share")
+REMOVED = ("filtered_documents", "short_documents", "short_tokens", "cut_tokens")
+
+
 def format_table(summary: dict) -> str:
+    """Each domain's counts and shares, the absent domains (no counts), a totals row; then what the
+    filters and packing removed, per domain and in total; then the notes."""
+    rows = summary["domains"]
+    total = {k: sum(r[k] for r in rows.values()) for k in COUNTS}
+    total.update({k: sum(r[k] for r in rows.values()) for k in SHARES})
+    total["target_share"] += sum(a["target_share"] for a in summary.get("absent", {}).values())
     lines = [
         f"{'domain':<34} {'documents':>10} {'tokens':>13} {'sequences':>10} {'stored':>8} {'mixture':>8} {'target':>8}"
     ]
-    for d, r in summary["domains"].items():
+    for d, r in rows.items():
         lines.append(
             f"{d:<34} {r['documents']:>10,} {r['tokens']:>13,} {r['sequences']:>10,} {r['stored_share']:>8.1%} "
             f"{r['mixture_share']:>8.1%} {r['target_share']:>8.1%}"
+        )
+    for d, a in summary.get("absent", {}).items():
+        if d not in rows:
+            lines.append(
+                f"{d:<34} {'-':>10} {'-':>13} {'-':>10} {'-':>8} {'-':>8} {a['target_share']:>8.1%}  absent"
+            )
+    lines.append(
+        f"{'total':<34} {total['documents']:>10,} {total['tokens']:>13,} {total['sequences']:>10,} "
+        f"{total['stored_share']:>8.1%} {total['mixture_share']:>8.1%} {total['target_share']:>8.1%}"
+    )
+    lines += ["", format_removed(rows), *(f"note: {n}" for n in summary.get("notes", []))]
+    return "\n".join(lines)
+
+
+def format_removed(rows: dict) -> str:
+    """Per domain: documents the filters dropped, documents (and their tokens) under the domain's
+    minimum length, tokens packing cut; and a totals row."""
+    removed = {d: {k: r.get("removed", {}).get(k, 0) for k in REMOVED} for d, r in rows.items()}
+    total = {k: sum(r[k] for r in removed.values()) for k in REMOVED}
+    lines = [
+        "removed by the filters and by packing (each filter's count: `stats` in DOMAIN/manifest.json)",
+        f"{'domain':<34} {'filtered docs':>14} {'too short docs':>15} {'too short tokens':>17} {'cut tokens':>13}",
+    ]
+    for d, r in [*removed.items(), ("total", total)]:
+        lines.append(
+            f"{d:<34} {r['filtered_documents']:>14,} {r['short_documents']:>15,} {r['short_tokens']:>17,} "
+            f"{r['cut_tokens']:>13,}"
         )
     return "\n".join(lines)
 
@@ -190,8 +314,29 @@ def format_report(summary: dict, bad: dict) -> str:
     parts = [
         f"recipe {summary['recipe']}, seq_len {summary['seq_len']:,}, tokenizer {summary['tokenizer']['name']}"
     ]
-    parts += ["", format_table(summary), "", summary["budget_text"], "", format_bad_input(bad)]
+    parts += ["", format_table(summary)]
+    order = format_file_order(summary)
+    if order:
+        parts += ["", order]
+    parts += ["", summary["budget_text"], "", format_bad_input(bad)]
     return "\n".join(parts)
+
+
+def format_file_order(summary: dict) -> str:
+    """The dependency-order counts of the code domains (empty when no domain orders by dependency)."""
+    rows = {d: r["file_order"] for d, r in summary["domains"].items() if "file_order" in r}
+    if not rows:
+        return ""
+    lines = [
+        f"{'file order (dependency)':<34} {'imports':>10} {'satisfied':>10} {'share':>8} {'in cycles':>10}"
+    ]
+    for d, o in rows.items():
+        share = o["import_edges_satisfied"] / o["import_edges"] if o["import_edges"] else 1.0
+        lines.append(
+            f"{d:<34} {o['import_edges']:>10,} {o['import_edges_satisfied']:>10,} {share:>8.1%} "
+            f"{o['files_in_cycles']:>10,}"
+        )
+    return "\n".join(lines)
 
 
 def format_bad_input(bad: dict) -> str:

@@ -4,8 +4,9 @@ A recipe is a YAML file in `pipelines/recipes/` (or any path) loaded into the da
 below by `prolong_data.config` (types checked, unknown keys refused); command-line flags only
 override it (`load_recipe(name, overrides)`, `with_proportions`). A domain's sources are the
 source kinds of `prolong_data.sources`, each with its own fields. Paths in sources may use
-`{corpus}` (the `--corpus` folder, else the recipe's `corpus`), `{stdlib}` and `{purelib}` (this
-Python's standard library and site-packages, whose packages serve as real code repositories).
+`{corpus}` (the `--corpus` folder, else the recipe's `corpus`), `{sample_corpus}` (the sample
+corpus installed with the package, `examples/corpus` of the repository), `{stdlib}` and `{purelib}`
+(this Python's standard library and site-packages, whose packages serve as real code repositories).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Literal
 
 import yaml
 
+from prolong_data.assets import SAMPLE_CORPUS
 from prolong_data.config import ConfigError, from_dict, load, read_yaml, to_dict
 from prolong_data.sources.registry import SourceConfig, Utf8Policy
 
@@ -166,7 +168,8 @@ class Recipe:
     long_share: float | None = None
     """If set, the long group's share of the mixture (short gets the rest), inner ratios kept."""
     corpus: str = "data/raw"
-    """Default for `{corpus}` when `--corpus` is not given (relative to the working folder)."""
+    """Default for `{corpus}` when `--corpus` is not given (relative to the working folder; the demo
+    recipes say `{sample_corpus}`, the sample corpus installed with the package)."""
     tasks: int = 2
     """Tasks per domain (the `--tasks` default); each task writes one `rank-NNNNN` folder."""
     compression: Literal["zstd"] | None = None
@@ -275,7 +278,7 @@ class Recipe:
     def resolved(self, corpus: str | None = None) -> Recipe:
         """A copy with `{corpus}`, `{stdlib}`, `{purelib}` expanded in tokenizer and source paths."""
         places = {
-            "corpus": str(Path(corpus or self.corpus).expanduser().resolve()),
+            "sample_corpus": str(SAMPLE_CORPUS.resolve()),
             "stdlib": sysconfig.get_paths()["stdlib"],
             "purelib": sysconfig.get_paths()["purelib"],
         }
@@ -285,8 +288,11 @@ class Recipe:
                 return text.format_map(places)
             except KeyError as err:
                 raise ValueError(
-                    f"unknown placeholder {err} in {text!r}; use {{corpus}}, {{stdlib}} or {{purelib}}"
+                    f"unknown placeholder {err} in {text!r}; use {{corpus}}, {{sample_corpus}}, {{stdlib}} "
+                    "or {purelib}"
                 ) from None
+
+        places["corpus"] = str(Path(expand(corpus or self.corpus)).expanduser().resolve())
 
         def local(path: str) -> str:  # relative to the working folder once: a resume reads the same files
             return path if "://" in path else os.path.abspath(os.path.expanduser(path))

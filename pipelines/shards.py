@@ -26,6 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pipelines.recipe import recipe_names
+
 
 def _proportion(text: str) -> tuple[str, float]:
     domain, sep, value = text.partition("=")
@@ -50,17 +52,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the `shards` command on the `prolong-data` sub-command parser."""
     p = subparsers.add_parser(
         "shards",
-        help="build a recipe (demo, stage1-64k, stage2-512k, sft) into MDS shards and mixture.json",
+        help=f"build a recipe ({', '.join(recipe_names())}, or a YAML file) into MDS shards and mixture.json",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,  # an unknown flag is a recipe override, never a prefix of a known one
     )
-    p.add_argument("--recipe", required=True, help="a recipe name (pipelines/recipes/*.yaml) or a YAML file")
+    p.add_argument(
+        "--recipe",
+        required=True,
+        help=f"a shipped recipe ({', '.join(recipe_names())}) or a recipe YAML file",
+    )
     p.add_argument("--out", required=True, help="output folder (domain folders, mixture.json, report/)")
     p.add_argument("--corpus", default=None, help="folder substituted for {corpus} in the recipe")
     p.add_argument("--tasks", type=int, default=None, help="tasks per domain (default: the recipe's)")
     p.add_argument("--workers", type=int, default=None, help="tasks at the same time (default: CPU count)")
-    p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
+    p.add_argument(
+        "--executor",
+        choices=("local", "slurm", "ray"),
+        default="local",
+        help="where the tasks run: local processes (default), Slurm array jobs, or a Ray cluster",
+    )
     p.add_argument("--tokenizer", default=None, help="override the recipe's tokenizer")
     p.add_argument("--long-share", type=float, default=None, help="share of the long group (e.g. 0.6)")
     p.add_argument(

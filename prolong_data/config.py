@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import reprlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -83,8 +84,20 @@ def _strip_optional(hint):
     return hint
 
 
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 60
+_SHORT_REPR.maxlist = _SHORT_REPR.maxtuple = _SHORT_REPR.maxdict = _SHORT_REPR.maxset = 6
+_SHORT_REPR.maxlevel = 3
+
+
+def short_repr(value) -> str:
+    """`repr(value)` cut to a few items and characters: an error message never spells out a huge
+    value (building the repr of a big nested list can take minutes and all the memory)."""
+    return _SHORT_REPR.repr(value)
+
+
 def _describe(value) -> str:
-    return "null" if value is None else f"{type(value).__name__} {value!r}"
+    return "null" if value is None else f"{type(value).__name__} {short_repr(value)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -119,7 +132,7 @@ def coerce(value, hint, where: str = ""):
         for allowed in args:
             if value == allowed and type(value) is type(allowed):
                 return allowed
-        raise ConfigError(_at(where, f"{value!r} is not one of {list(args)}"))
+        raise ConfigError(_at(where, f"{short_repr(value)} is not one of {list(args)}"))
     if dataclasses.is_dataclass(hint):
         if isinstance(value, hint):
             return value
@@ -145,7 +158,7 @@ def coerce(value, hint, where: str = ""):
 def _coerce_sequence(value, hint, where: str):
     origin, args = typing.get_origin(hint) or hint, typing.get_args(hint)
     if isinstance(value, str):  # a command-line list: "0.9,0.95" or "[a, b]"
-        value = yaml.safe_load(value if value.lstrip().startswith("[") else f"[{value}]")
+        value = parse_yaml(value if value.lstrip().startswith("[") else f"[{value}]", f"<{where or 'value'}>")
     if not isinstance(value, (list, tuple)):
         raise ConfigError(_at(where, f"expected a list, got {_describe(value)}"))
     if origin is tuple and args and args[-1] is not Ellipsis:
@@ -167,7 +180,7 @@ def _coerce_enum(value, hint: type[enum.Enum], where: str):
     for member in hint:
         if value == member.value or value == member.name or value is member:
             return member
-    raise ConfigError(_at(where, f"{value!r} is not one of {[m.value for m in hint]}"))
+    raise ConfigError(_at(where, f"{short_repr(value)} is not one of {[m.value for m in hint]}"))
 
 
 def _to_bool(value, where: str) -> bool:
@@ -271,9 +284,10 @@ def _has_default(f: dataclasses.Field) -> bool:
 def check_keys(cls: type, data: Mapping, where: str = "") -> None:
     """`ConfigError` naming the allowed fields when `data` has a key that is not a field of `cls`."""
     allowed = field_types(cls)
-    unknown = sorted(str(k) for k in data if k not in allowed)
+    unknown = sorted(short_repr(k) if not isinstance(k, str) else k for k in data if k not in allowed)
     if unknown:
-        raise ConfigError(_at(where, f"unknown {label(cls)} field(s) {unknown}; allowed: {sorted(allowed)}"))
+        shown = short_repr(unknown)
+        raise ConfigError(_at(where, f"unknown {label(cls)} field(s) {shown}; allowed: {sorted(allowed)}"))
 
 
 def to_dict(obj) -> dict:
@@ -310,25 +324,28 @@ def parse_overrides(args: Sequence[str]) -> dict:
     while index < len(args):
         arg = args[index]
         if not arg.startswith("--") or arg == "--":
-            raise ConfigError(f"unexpected argument {arg!r}; write overrides as --section.field=value")
+            raise ConfigError(
+                f"unexpected argument {short_repr(arg)}; write overrides as --section.field=value"
+            )
         key, sep, raw = arg[2:].partition("=")
         if not sep:
             has_value = index + 1 < len(args) and not args[index + 1].startswith("--")
             raw = args[index + 1] if has_value else "true"
             index += 1 if has_value else 0
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"malformed override {arg!r}; write it as --section.field=value")
-        _set_dotted(tree, key, _parse_value(raw))
+            raise ConfigError(f"malformed override {short_repr(arg)}; write it as --section.field=value")
+        _set_dotted(tree, key, _parse_value(raw, f"--{key}"))
         index += 1
     return tree
 
 
-def _parse_value(raw: str):
+def _parse_value(raw: str, where: str):
+    """An override's value read as YAML (duplicate keys and alias bombs refused), else the text."""
     if raw == "":
         return None
     try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
+        return parse_yaml(raw, where)
+    except YamlSyntaxError:
         return raw  # not YAML: the plain string (a path with a colon, say)
 
 
@@ -434,7 +451,7 @@ def list_index(items: list, key, where: str = "") -> int:
         return names.index(key)
     known = [n for n in names if n is not None]
     raise ConfigError(
-        _at(where, f"no item named {key!r}; give an index (0-{len(items) - 1}) or one of {known}")
+        _at(where, f"no item named {short_repr(key)}; give an index (0-{len(items) - 1}) or one of {known}")
     )
 
 
@@ -445,17 +462,115 @@ def load(cls: type, data: Mapping | None, overrides: Mapping | Sequence[str] | N
     return from_dict(cls, merge(cls, data or {}, overrides or {}, where), where)
 
 
-def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML file; `ConfigError` with the file and line for a syntax error."""
-    path = Path(path)
+# --------------------------------------------------------------------------------------------
+# Strict YAML
+# --------------------------------------------------------------------------------------------
+
+ALIAS_EXPANSION_LIMIT = 10_000
+"""How many nodes YAML aliases may add to a document when it is expanded. A recipe that shares a
+source list between domains adds tens; a "billion laughs" alias bomb adds billions."""
+
+
+class YamlSyntaxError(ConfigError):
+    """Text that is not YAML at all (an override value falls back to plain text)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses duplicate mapping keys and alias bombs."""
+
+    source = "<text>"
+    """Where the text came from, for messages: a file name, an override flag (`--a.b`) or a
+    `<description>` (no line numbers for the last two)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                also = "given twice" if self.source.startswith(("--", "<")) else f"also at line {seen[key]}"
+                raise ConfigError(
+                    f"{_located(self.source, line)}: duplicate key {short_repr(key)} ({also}); keep one of them"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+    def compose_document(self):
+        node = super().compose_document()
+        if node is not None:
+            _check_alias_expansion(node, self.source)
+        return node
+
+
+def _located(source: str, line: int) -> str:
+    """`file.yaml:LINE` for a file; an override flag or a value has no lines worth naming."""
+    return source if source.startswith(("--", "<")) else f"{source}:{line}"
+
+
+def _check_alias_expansion(root: yaml.Node, source: str) -> None:
+    """`ConfigError` when aliases make `root` expand to more than `ALIAS_EXPANSION_LIMIT` nodes
+    beyond the ones written, or refer to a node inside itself. Each distinct node is sized once
+    (memoized), so an alias bomb is caught in time linear in the text."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    extra = 0
+
+    def size(node: yaml.Node) -> int:
+        nonlocal extra
+        key = id(node)
+        if key in sizes:  # a node met again: an alias repeats all of it
+            extra += sizes[key]
+            if extra > ALIAS_EXPANSION_LIMIT:
+                raise ConfigError(
+                    f"{_located(source, node.start_mark.line + 1)}: YAML aliases repeat a value beyond "
+                    f"{ALIAS_EXPANSION_LIMIT:,} nodes (an alias bomb?); write the values out instead"
+                )
+            return sizes[key]
+        if key in open_nodes:
+            raise ConfigError(
+                f"{_located(source, node.start_mark.line + 1)}: a YAML alias refers to the value that "
+                "holds it; a configuration cannot contain itself"
+            )
+        open_nodes.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        open_nodes.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def parse_yaml(text: str, source: str = "<text>"):
+    """The data of one YAML document, read strictly: a key twice in one mapping, an alias bomb
+    or a self-referring alias is a `ConfigError` naming `source` and the line(s); text that is not
+    YAML is a `YamlSyntaxError` with its line."""
+    loader = _StrictLoader(text)
+    loader.source = source
     try:
-        data = yaml.safe_load(path.read_text())
+        return loader.get_single_data()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: YAML syntax error: {err.problem}") from None
+        where = _located(source, mark.line + 1) if mark is not None else source
+        raise YamlSyntaxError(f"{where}: YAML syntax error: {err.problem}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: YAML syntax error: {err}") from None
+        raise YamlSyntaxError(f"{source}: YAML syntax error: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deeply to be a configuration") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML file, read strictly (`parse_yaml`); `ConfigError` with the file and
+    line for a syntax error, a duplicate key or an alias bomb."""
+    path = Path(path)
+    data = parse_yaml(path.read_text(), str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):

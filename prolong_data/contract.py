@@ -80,9 +80,12 @@ def check_spans(indices: np.ndarray, seq_len: int) -> None:
         )
 
 
-def check_sample(row: dict, seq_len: int | None = None, domain: str | None = None) -> int:
+def check_sample(
+    row: dict, seq_len: int | None = None, domain: str | None = None, vocab_size: int | None = None
+) -> int:
     """Raise `ShardError` if `row` breaks the contract (for a domain folder named `domain` with
-    sequences of `seq_len`, when given); return its sequence length."""
+    sequences of `seq_len` made by a tokenizer of `vocab_size` ids, when given); return its
+    sequence length."""
     ids, spans = row["input_ids"], row["indices"]
     if ids.dtype != TOKEN_DTYPE or spans.dtype != TOKEN_DTYPE:
         raise ShardError(f"dtype is input_ids {ids.dtype} / indices {spans.dtype}, both must be uint32")
@@ -94,6 +97,8 @@ def check_sample(row: dict, seq_len: int | None = None, domain: str | None = Non
     if domain is not None and row["domain"] != domain:
         raise ShardError(f"domain column says {row['domain']!r}, the sample lies in folder {domain!r}")
     check_spans(spans, n)
+    if vocab_size is not None:
+        check_token_ids(ids, vocab_size)
     mask = row.get(MASK_COLUMN)
     if mask is not None:
         if mask.dtype != MASK_DTYPE or len(mask) != n:
@@ -101,6 +106,17 @@ def check_sample(row: dict, seq_len: int | None = None, domain: str | None = Non
         if np.any(mask > 1):
             raise ShardError("mask holds values other than 0 and 1")
     return n
+
+
+def check_token_ids(ids: np.ndarray, vocab_size: int) -> None:
+    """Raise `ShardError` unless every id of `ids` is an id of a tokenizer of `vocab_size` ids."""
+    outside = np.flatnonzero(ids >= vocab_size)
+    if len(outside):
+        at = int(outside[0])
+        raise ShardError(
+            f"token id {int(ids[at])} at position {at} is not an id of the tokenizer ({vocab_size:,} ids, "
+            f"{len(outside):,} such tokens in the sequence): the tokens come from another tokenizer"
+        )
 
 
 def file_hash(algorithm: str, data: bytes) -> str | None:

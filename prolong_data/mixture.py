@@ -95,11 +95,61 @@ def read_mixture(path: str | Path) -> tuple[Mixture, Path]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the shards first (e.g. `make shards`)")
     data = json.loads(path.read_text())
-    streams = [
-        MixtureStream(**{k: s[k] for k in ("domain", "path", "proportion")}) for s in data.get("streams", [])
-    ]
+    return mixture_from_data(data, path), path.parent
+
+
+STREAM_KEYS = ("domain", "path", "proportion")
+
+
+def mixture_from_data(data, path: str | Path) -> Mixture:
+    """The `Mixture` of the parsed JSON of `path`; a `ValueError` naming what is wrong for any
+    other shape (a list, null, a string, a stream without a `path`, a proportion that is text)."""
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{path} holds {_json_kind(data)}, not a mixture object "
+            '({"seq_len": ..., "streams": [...]}); rebuild it or fix the file'
+        )
+    streams = data.get("streams")
+    if not isinstance(streams, list) or not all(isinstance(s, dict) for s in streams):
+        raise ValueError(f"{path}: `streams` must be a list of objects, got {_json_kind(streams)}")
+    for number, stream in enumerate(streams):
+        missing = [k for k in STREAM_KEYS if k not in stream]
+        if missing:
+            raise ValueError(f"{path}: stream {number} lacks {missing}")
+        if not isinstance(stream["domain"], str) or not isinstance(stream["path"], str):
+            raise ValueError(f"{path}: stream {number}: `domain` and `path` must be strings")
+        if not _is_number(stream["proportion"]):
+            raise ValueError(
+                f"{path}: stream {number}: proportion {_json_kind(stream['proportion'])} is no number"
+            )
+    seq_len = data.get("seq_len")
+    if not _is_whole_number(seq_len):
+        raise ValueError(f"{path}: seq_len must be an integer, got {_json_kind(data.get('seq_len'))}")
     extra = {k: v for k, v in data.items() if k not in ("seq_len", "streams")}
-    return Mixture(seq_len=int(data["seq_len"]), streams=streams, extra=extra), path.parent
+    return Mixture(
+        seq_len=int(seq_len),
+        streams=[MixtureStream(**{k: s[k] for k in STREAM_KEYS}) for s in streams],
+        extra=extra,
+    )
+
+
+def _is_whole_number(value) -> bool:
+    return _is_number(value) and (isinstance(value, int) or value.is_integer())
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _json_kind(value) -> str:
+    """How a message names a JSON value's shape: `a list`, `null`, `the string 'x'`, `the number 3`."""
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return f"a{'n object' if isinstance(value, dict) else ' list'} of {len(value)} item(s)"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return f"the {'boolean' if isinstance(value, bool) else 'number'} {value!r}"
 
 
 def to_streams(mixture: Mixture, root: str | Path) -> list:

@@ -6,7 +6,8 @@ A domain folder (it has `index.json`) is checked for:
 * each shard file exists with the size and the hashes (`sha1`) its index records, compressed and
   decompressed; its header holds the index's sample count and its offsets end at its end;
 * every sample keeps the contract (`prolong_data.contract.check_sample`), has the domain's
-  `seq_len`, and its `domain` column names the folder;
+  `seq_len`, its `domain` column names the folder, and its tokens are ids of the tokenizer its
+  manifest records (below its `vocab_size`);
 * built by `prolong-data shards` (it has `rank-NNNNN/` folders): every rank has its `index.json`,
   the merged index lists exactly the ranks' shards, the manifest's task count of ranks exists,
   and the manifest's sequence count equals the index's.
@@ -127,7 +128,10 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
         try:
             mixture, base = read_mixture(root / MIXTURE)
         except (ValueError, KeyError, TypeError) as err:
-            report.problems.append(f"{root / MIXTURE}: not a valid mixture ({type(err).__name__}: {err})")
+            named = str(root / MIXTURE) in str(err)  # a shape problem names the file already
+            report.problems.append(
+                str(err) if named else f"{root / MIXTURE}: not a valid mixture ({type(err).__name__}: {err})"
+            )
         else:
             for domain, folder in mixture.resolved_paths(base).items():
                 wanted[domain] = folder
@@ -183,11 +187,25 @@ def check_domain(folder: Path, report: VerifyReport, in_build: bool = False) -> 
             f"{manifest_path}: {int(recorded):,} sequences, {folder}/index.json lists {samples:,}"
         )
     seq_len = manifest.get("seq_len")
+    vocab_size = recorded_vocab_size(manifest, manifest_path, report)
     for info in shards:
         raw = check_shard_files(folder, info, report)
         if raw is not None:
-            check_samples(folder, info, raw, seq_len, report)
+            check_samples(folder, info, raw, seq_len, report, vocab_size)
     return samples
+
+
+def recorded_vocab_size(manifest: dict, path: Path, report: VerifyReport) -> int | None:
+    """The vocabulary size of the tokenizer a domain's manifest records (None when it records
+    none); a value that is no positive integer is a problem."""
+    tokenizer = manifest.get("tokenizer")
+    if not isinstance(tokenizer, dict) or tokenizer.get("vocab_size") is None:
+        return None
+    size = tokenizer["vocab_size"]
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        report.problems.append(f"{path}: tokenizer vocab_size {size!r} is not a positive integer")
+        return None
+    return size
 
 
 def check_ranks(folder: Path, shards: list[dict], manifest: dict, report: VerifyReport) -> None:
@@ -297,13 +315,20 @@ def header_problem(raw: bytes, info: dict) -> str | None:
     return None
 
 
-def check_samples(folder: Path, info: dict, raw: bytes, seq_len: int | None, report: VerifyReport) -> None:
+def check_samples(
+    folder: Path,
+    info: dict,
+    raw: bytes,
+    seq_len: int | None,
+    report: VerifyReport,
+    vocab_size: int | None = None,
+) -> None:
     """Every sample of one shard against the contract; the first bad one is reported."""
     name = f"{folder.name}/{info['raw_data']['basename']}"
     try:
         for i, row in enumerate(iter_shard(raw, info, name)):
             try:
-                report.tokens += check_sample(row, seq_len, domain=folder.name)
+                report.tokens += check_sample(row, seq_len, domain=folder.name, vocab_size=vocab_size)
             except ShardError as err:
                 report.problems.append(f"{name} sample {i}: {err}")
                 return

@@ -50,8 +50,9 @@ def test_the_embedded_corpus_fits_its_budget():
 @pytest.mark.parametrize("name", DEMO_RECIPES)
 def test_demo_recipes_read_the_embedded_corpus_and_never_the_heldout_books(name):
     recipe = load_recipe(name)
-    assert recipe.tokenizer == "llama3" and recipe.corpus == "examples/corpus"
-    resolved = recipe.resolved(str(EMBEDDED))
+    assert recipe.tokenizer == "llama3" and recipe.corpus == "{sample_corpus}"
+    resolved = recipe.resolved()  # the sample corpus of the package: the embedded one, linked
+    assert resolved.corpus == str(EMBEDDED.resolve())
     heldout = (EMBEDDED / "heldout").resolve()
     assert any(heldout.iterdir())
     for domain in resolved.domains:

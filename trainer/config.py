@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prolong_data.assets import SAMPLE_CORPUS
 from prolong_data.config import from_dict, merge, parse_overrides, read_yaml
 from prolong_data.config import to_dict as config_to_dict
 
@@ -202,8 +203,9 @@ class EvalConfig:
 
     every_steps: int = 0
     """Evaluate every this many steps (and after the last one); 0 turns it off."""
-    heldout: str = "examples/corpus/heldout"
-    """Folder of held-out long documents (.txt, .txt.gz, .jsonl, .jsonl.gz) the stage does not train on."""
+    heldout: str = str(SAMPLE_CORPUS / "heldout")
+    """Folder of held-out long documents (.txt, .txt.gz, .jsonl, .jsonl.gz) the stage does not train on;
+    by default the sample corpus's held-out books, installed with the package."""
     length: int | None = None
     """Tokens of each document scored (the longest context evaluated); None: data.seq_len, at most 65,536."""
     window: int = 4096

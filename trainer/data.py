@@ -46,8 +46,8 @@ def load_mixture(path: str | Path) -> tuple[Mixture, Path]:
         ) from None
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not a valid mixture.json ({error!r}); rebuild it") from None
-    except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+    except ValueError as error:  # the message names the file when the file's shape is wrong
+        raise ValueError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
     for domain, folder in mixture.resolved_paths(root).items():
         if not (folder / "index.json").is_file():
             raise ValueError(

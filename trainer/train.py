@@ -12,7 +12,8 @@ Without CUDA the run is a smoke run (``--smoke``, decided by ``load_config``): t
 few steps, at the stage's own sequence length. With ``parallel.sp > 1`` each sequence is split
 over a sequence-parallel group of ranks (trainer/sequence_parallel.py).
 
-A user error (a bad config value, a missing mixture or checkpoint) ends the command with one
+A user error (a bad config value, a missing mixture or checkpoint, shards that do not fit the
+model: ``trainer/preflight.py``, checked before anything starts) ends the command with one
 message and exit status 2.
 """
 
@@ -25,6 +26,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from prolong_data.extras import exit_unless_train_extra
+
+exit_unless_train_extra("python -m trainer.train")  # the core install: one line saying what to install
 
 import torch
 import torch.distributed as dist
@@ -63,6 +68,7 @@ from trainer.parallelize import (
     load_from_rank0,
     parallelize,
 )
+from trainer.preflight import check_run
 from trainer.schedule import build_optimizer
 from trainer.sequence_parallel import SPGroup, shard_batch
 
@@ -487,9 +493,12 @@ def main(argv: list[str] | None = None) -> Path:
     """Runs a stage from command-line arguments; user errors raise ValueError (see ``cli``)."""
     config_path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     cfg = load_config(config_path, overrides)
+    notices = check_run(cfg)  # shards, vocabulary and masks fit together, before anything starts
     env = init_distributed()
     if cfg.smoke and env.is_main:
         print(SMOKE_BANNER, flush=True)
+    for notice in notices if env.is_main else []:
+        print(notice, flush=True)
     try:
         out = train(cfg, env)
     except BaseException:

@@ -1,4 +1,5 @@
-"""Files shipped inside the package: the Llama-3 tokenizer, so `llama3` works offline.
+"""Files shipped inside the package: the Llama-3 tokenizer, so `llama3` works offline, and the
+sample corpus, so the demo recipes and eval's held-out books work from any folder.
 
 `prolong_data/assets/llama3/` holds Meta's `tokenizer.model`, the same tokenizer as an HF
 `tokenizer.json` (both gzipped), `tokenizer_config.json` and the NOTICE the Llama 3 license asks
@@ -19,6 +20,10 @@ from pathlib import Path
 
 LLAMA3_ASSETS = Path(__file__).parent / "llama3"
 """The packaged Llama-3 files, as shipped (gzipped where large)."""
+
+SAMPLE_CORPUS = Path(__file__).parent / "sample_corpus"
+"""The sample corpus (`examples/corpus/` of the repository, linked here so that the wheel ships
+it): what the demo recipes' `{sample_corpus}` names, and eval's default held-out books."""
 
 _PACKED = ("tokenizer.json.gz", "tokenizer.model.gz")
 _PLAIN = ("tokenizer_config.json", "NOTICE.txt")

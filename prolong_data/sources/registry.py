@@ -56,6 +56,9 @@ class ReaderContext:
     """Where the reader writes its bad-input log (`{rank}` is the task's rank)."""
     utf8: str = "repair"
     """The recipe's policy for invalid UTF-8."""
+    tokenizer: str | None = None
+    """The recipe's tokenizer (as `load_tokenizer` takes it): sources of token ids check theirs
+    against it."""
 
     def reader_options(self) -> dict:
         """Keyword arguments every `SourceReader` takes."""
@@ -82,7 +85,7 @@ class SourceConfig:
     pack_modes: ClassVar[tuple[str, ...] | None] = None
     """The pack modes this kind's documents allow; None allows every mode."""
     path_fields: ClassVar[tuple[str, ...]] = ()
-    """Fields holding paths, where the recipe expands `{corpus}`, `{stdlib}`, `{purelib}`."""
+    """Fields holding paths, where the recipe expands `{corpus}`, `{sample_corpus}`, `{stdlib}`, `{purelib}`."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -142,7 +145,8 @@ class FileSourceConfig(SourceConfig):
     """A source read from files or folders."""
 
     paths: list[str] = field(default_factory=list)
-    """Files or folders (searched recursively); `{corpus}`, `{stdlib}`, `{purelib}` are expanded."""
+    """Files or folders (searched recursively); `{corpus}`, `{sample_corpus}`, `{stdlib}`, `{purelib}`
+    are expanded."""
     glob: str | None = None
     """Only files whose name matches this pattern (default: the reader's usual endings)."""
     max_file_bytes: int | None = None

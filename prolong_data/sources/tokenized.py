@@ -17,6 +17,13 @@ documents along their spans, so a recipe can pack them to another sequence lengt
 
 BOS and EOS ids are the folder's `manifest.json` ones when it has one (our builds), else the
 config's (default: Llama-3's 128000 / 128001, ProLong's tokenizer).
+
+Before the build starts (`check`), every folder must hold an MDS index whose shards store
+`input_ids` and `indices` as the shard contract's `ndarray:uint32` (and `mask` as `ndarray:uint8`),
+and must have been made with the recipe's tokenizer: the vocabulary its manifest records must be
+the recipe tokenizer's, and the first sample's ids must lie below the recipe tokenizer's vocabulary
+size. While reading, a sequence with an id outside that vocabulary is counted
+(`malformed_shard`) and skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from typing import ClassVar
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from prolong_data.contract import TOKEN_DTYPE
+from prolong_data.contract import MASK_COLUMN, SFT_COLUMNS, TOKEN_DTYPE
 from prolong_data.mds import read_manifest
 from prolong_data.mds_format import MDSFormatError, read_index, shard_ranges, shard_samples
 from prolong_data.sources.bad_input import BadInputLog
@@ -38,6 +45,13 @@ from prolong_data.sources.registry import ReaderContext, SourceConfig, register_
 from prolong_data.tokenize import TokenizedDocument
 
 LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
+TOKEN_COLUMNS = {name: SFT_COLUMNS[name] for name in ("input_ids", "indices", MASK_COLUMN)}
+"""The columns a tokenized source reads, with the only encoding the shard contract allows."""
+
+
+class TokenizedSourceError(ValueError):
+    """A tokenized source that cannot be re-packed by this recipe; the message names the folder
+    (and shard) and says what to do."""
 
 
 class TokenizedShardsReader(PipelineStep):
@@ -54,23 +68,45 @@ class TokenizedShardsReader(PipelineStep):
         eos_id: int | None = None,
         rejoin: bool = True,
         bad_input_file: str | None = None,
+        tokenizer: str | None = None,
     ):
         super().__init__()
         self.paths = [paths] if isinstance(paths, str) else list(paths)
         if not self.paths:
             raise ValueError("TokenizedShardsReader needs at least one MDS folder")
         self.bos_id, self.eos_id, self.rejoin = bos_id, eos_id, rejoin
+        self.tokenizer = tokenizer
+        """The recipe's tokenizer spec: the shards' ids must be ids of it (None: unchecked)."""
+        self._recipe_tokenizer: dict | None = None
         self.bad_input_file = bad_input_file
         self.bad = BadInputLog()
 
     def check(self) -> None:
-        """Fail now (not in a worker) when a folder has no MDS index."""
+        """Fail now (not in a worker, before anything is written) when a folder has no MDS index,
+        declares another encoding than the contract's for a token column, or was made with
+        another tokenizer than the recipe's."""
+        recipe_tokenizer = self.recipe_tokenizer()
         for path in self.paths:
             if not (Path(path) / "index.json").is_file():
                 raise SourcePathError(
                     f"tokenized source {path} has no index.json: give an MDS folder (a domain folder of a "
                     "build, or one of ProLong's released domain folders)"
                 )
+            check_token_encodings(path)
+            if recipe_tokenizer is not None:
+                check_same_tokenizer(path, recipe_tokenizer)
+                check_first_sample_ids(path, recipe_tokenizer)
+
+    def recipe_tokenizer(self) -> dict | None:
+        """The recipe tokenizer's manifest entry (`LoadedTokenizer.describe`), or None. Kept once
+        known: `check` finds it in the main process, and the workers get it with the step."""
+        if self.tokenizer is None:
+            return None
+        if self._recipe_tokenizer is None:
+            from prolong_data.tokenize import load_tokenizer
+
+            self._recipe_tokenizer = load_tokenizer(self.tokenizer).describe()
+        return self._recipe_tokenizer
 
     def boundary_ids(self, folder: str) -> tuple[int, int]:
         """(BOS, EOS) of `folder`: the manifest's, else the configured ones, else Llama-3's."""
@@ -83,6 +119,7 @@ class TokenizedShardsReader(PipelineStep):
         if data:
             yield from data
         self.bad = BadInputLog()
+        self.vocab_size = (self.recipe_tokenizer() or {}).get("vocab_size")
         self.counts = dict.fromkeys(("sequences", "documents", "tokens", "rejoined_pieces"), 0)
         self.counts.update(padding_spans=0, padding_tokens=0)
         try:
@@ -120,8 +157,12 @@ class TokenizedShardsReader(PipelineStep):
             if spans is None:
                 self.bad.add("malformed_shard", folder, number, "indices do not tile input_ids")
                 continue
-            self.counts["sequences"] += 1
             ids, mask = row["input_ids"], row.get("mask")
+            if self.vocab_size is not None and len(ids) and int(ids.max()) >= self.vocab_size:
+                detail = f"token id {int(ids.max())} is not an id of the recipe's tokenizer ({self.vocab_size:,} ids)"
+                self.bad.add("malformed_shard", folder, number, detail)
+                continue
+            self.counts["sequences"] += 1
             for k, (a, b) in enumerate(spans):
                 piece = (ids[a:b], None if mask is None else mask[a:b])
                 if piece[1] is not None and not piece[1].any():
@@ -158,6 +199,71 @@ class TokenizedShardsReader(PipelineStep):
         self.counts["documents"] += 1
         self.counts["tokens"] += len(tokens)
         yield TokenizedDocument(id=doc_id, tokens=tokens, source=source, mask=mask)
+
+
+def check_token_encodings(folder: str) -> None:
+    """`TokenizedSourceError` naming the shard and column when `folder`'s index declares a token
+    column in another encoding than the contract's (a `float32` or `uint16` over `uint32` bytes
+    would read every id wrong), or a shard without `input_ids` or `indices`."""
+    try:
+        shards = read_index(folder)
+    except MDSFormatError as err:
+        raise TokenizedSourceError(f"tokenized source {folder}: {err}") from None
+    for info in shards:
+        name = (info.get("raw_data") or {}).get("basename", "?")
+        encodings = dict(zip(info.get("column_names") or [], info.get("column_encodings") or []))
+        for column, wanted in TOKEN_COLUMNS.items():
+            got = encodings.get(column)
+            if got is None and column == MASK_COLUMN:
+                continue
+            if got != wanted:
+                declared = f"declares column {column!r} as {got!r}" if got else f"has no column {column!r}"
+                raise TokenizedSourceError(
+                    f"tokenized source {folder}: shard {name} {declared}; "
+                    f"the shard contract stores {column} as {wanted!r} (docs/shard-format.md): fix its "
+                    "index.json or rebuild the folder"
+                )
+
+
+def check_same_tokenizer(folder: str, recipe: dict) -> None:
+    """`TokenizedSourceError` naming both tokenizers when `folder`'s manifest records another
+    vocabulary than the recipe tokenizer's (`recipe`: its `describe()`)."""
+    recorded = read_manifest(folder).get("tokenizer")
+    if not isinstance(recorded, dict):
+        return  # no manifest (ProLong's released folders): the ids are checked instead
+    size = recorded.get("vocab_size")
+    same_hash = recorded.get("vocab_hash") in (None, recipe["vocab_hash"])
+    fits = not isinstance(size, int) or size <= recipe["vocab_size"]
+    if same_hash and fits:
+        return
+    theirs = f"{recorded.get('name', '?')}" + (f" ({size:,} ids)" if isinstance(size, int) else "")
+    raise TokenizedSourceError(
+        f"tokenized source {folder} was made with tokenizer {theirs}, the recipe's is {recipe['name']} "
+        f"({recipe['vocab_size']:,} ids); set the recipe's `tokenizer` to the shards' one, or build "
+        "this domain from text"
+    )
+
+
+def check_first_sample_ids(folder: str, recipe: dict) -> None:
+    """`TokenizedSourceError` when the first sample of `folder` holds an id outside the recipe
+    tokenizer's vocabulary (a folder without a manifest made with another tokenizer)."""
+    ranges = shard_ranges(folder, 0, 1)
+    if not ranges:
+        return
+    info, lo, hi = ranges[0]
+    try:
+        row = next(shard_samples(folder, info, lo, hi), None)
+    except (MDSFormatError, OSError):
+        return  # an unreadable shard is counted while reading
+    ids = None if row is None else row.get("input_ids")
+    if ids is None or not len(ids) or int(ids.max()) < recipe["vocab_size"]:
+        return
+    name = info["raw_data"]["basename"]
+    raise TokenizedSourceError(
+        f"tokenized source {folder}: shard {name} holds token id {int(ids.max()):,}, outside the recipe's "
+        f"tokenizer {recipe['name']} ({recipe['vocab_size']:,} ids); set the recipe's `tokenizer` to the "
+        "one the shards were made with"
+    )
 
 
 def _spans(row: dict) -> list[tuple[int, int]] | None:
@@ -204,6 +310,7 @@ class TokenizedSource(SourceConfig):
             eos_id=self.eos_id,
             rejoin=self.rejoin,
             bad_input_file=context.bad_input_file,
+            tokenizer=context.tokenizer,
         )
 
     def tokenize_step(self, tokenizer: str) -> None:

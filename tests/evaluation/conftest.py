@@ -55,19 +55,12 @@ def llama3(llama3_dir):
 def small_bpe(heldout_dir):
     """A second, very different tokenizer: byte-level BPE with a 600-token vocabulary trained here on
     the held-out text (no download), with ``<s>``/``</s>`` and no chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from corpus_files import small_byte_level_bpe
     from transformers import PreTrainedTokenizerFast
 
     from evaluation.haystack import read_documents
 
-    texts = [d.text[:200_000] for d in read_documents(heldout_dir)]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    bpe.train_from_iterator(texts, trainer)
+    bpe = small_byte_level_bpe([d.text[:200_000] for d in read_documents(heldout_dir)])
     return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>")
 
 

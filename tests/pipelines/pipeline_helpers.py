@@ -117,3 +117,13 @@ def shards_command(recipe: Path | str, out: Path, *options: str) -> list[str]:
         str(out),
         *options,
     ]
+
+
+def verify_cli(path, capsys) -> tuple[int, str]:
+    """(exit status, stdout + stderr) of `prolong-data verify PATH`, which never prints a traceback."""
+    from pipelines.cli import main
+
+    code = main(["verify", str(path)])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return code, captured.out + captured.err

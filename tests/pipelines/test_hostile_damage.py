@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from pipeline_helpers import tiny_recipe
+from pipeline_helpers import tiny_recipe, verify_cli
 
 from pipelines.cli import main
 from prolong_data.contract import PRETRAIN_COLUMNS
@@ -36,13 +36,6 @@ def zstd_build(tmp_path_factory, tiny_corpus, tokenizer_json) -> Path:
 def build(zstd_build, tmp_path) -> Path:
     """A fresh copy of the finished build, to damage."""
     return Path(shutil.copytree(zstd_build, tmp_path / "out", symlinks=True))
-
-
-def verify_cli(path, capsys) -> tuple[int, str]:
-    code = main(["verify", str(path)])
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return code, captured.out + captured.err
 
 
 def test_a_fresh_zstd_build_verifies_and_inspects(zstd_build, capsys, tmp_path):

@@ -334,3 +334,10 @@ def test_planning_loads_no_tokenizer(tmp_path, monkeypatch):
                     "concat": "PackConcat",
                 }[domain.pack.mode]
             )
+
+
+def test_shipped_code_domains_order_files_by_dependency():
+    """The demo and stage recipes lay each repository out with imported files first."""
+    for name in ("demo", "demo-512k", "stage1-64k", "stage2-512k"):
+        code = [s for d in load_recipe(name).domains for s in d.sources if s.kind.startswith("code_")]
+        assert code and all(s.file_order == "dependency" for s in code), name

@@ -37,3 +37,42 @@ def test_proportions_must_sum_to_one_and_say_how_to_fix():
 def test_missing_mixture_says_to_build_shards(tmp_path):
     with pytest.raises(FileNotFoundError, match="make shards"):
         read_mixture(tmp_path / "nope" / "mixture.json")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([{"seq_len": 8}], "holds a list of 1 item(s), not a mixture object"),
+        (None, "holds null, not a mixture object"),
+        (True, "holds the boolean True, not a mixture object"),
+        ({"seq_len": 8, "streams": None}, "`streams` must be a list of objects, got null"),
+        ({"seq_len": 8, "streams": ["a"]}, "`streams` must be a list of objects"),
+        ({"seq_len": 8, "streams": [{"domain": "a", "path": 3, "proportion": 1}]}, "must be strings"),
+        (
+            {"seq_len": 8, "streams": [{"domain": "a", "path": "a", "proportion": "1"}]},
+            "the string '1' is no number",
+        ),
+        (
+            {"seq_len": True, "streams": [{"domain": "a", "path": "a", "proportion": 1}]},
+            "seq_len must be an integer",
+        ),
+        ({"seq_len": 8.5, "streams": [{"domain": "a", "path": "a", "proportion": 1}]}, "got the number 8.5"),
+        (
+            {"seq_len": 10**400, "streams": [{"domain": "a", "path": "a", "proportion": float("nan")}]},
+            "in [0, 1]",
+        ),
+    ],
+)
+def test_a_mixture_file_of_another_shape_is_a_value_error_naming_it(tmp_path, data, message):
+    path = tmp_path / "mixture.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError) as caught:
+        read_mixture(path)
+    assert message in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+
+
+def test_a_whole_float_seq_len_is_accepted(tmp_path):
+    path = tmp_path / "mixture.json"
+    path.write_text(json.dumps({"seq_len": 8.0, "streams": [{"domain": "a", "path": "a", "proportion": 1}]}))
+    assert read_mixture(path)[0].seq_len == 8
