@@ -120,3 +120,36 @@ def test_two_holders_in_one_process_tree_exclude_each_other(tmp_path):
                 pass
         wait_for(lambda: lock.is_file(), "the lock file")
     assert not lock.exists()
+
+
+@pytest.mark.slow
+def test_a_running_build_is_never_interleaved_or_emptied(tmp_path, recipes):
+    """Two real builds: while the first holds the folder (paused with SIGSTOP, so the test does
+    not race it), the second is refused with or without `--fresh`; resumed, the first ends with
+    the bytes of a build that ran alone."""
+    first, second = recipes
+    out, reference = tmp_path / "out", tmp_path / "reference"
+    assert run(first, reference).returncode == 0
+    build = subprocess.Popen(
+        shards_command(first, out, "--workers", "1"),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: BuildLayout(out).options.is_file() or build.poll() is not None, "the build's start")
+        os.killpg(build.pid, signal.SIGSTOP)
+        assert build.poll() is None, "the first build ended before the second started"
+        for options in ((), ("--fresh",)):
+            refused = run(second, out, *options)
+            assert refused.returncode == 2 and f"pid {build.pid}" in refused.stderr, refused.stderr
+        os.killpg(build.pid, signal.SIGCONT)
+        _, stderr = build.communicate(timeout=600)
+        assert build.returncode == 0, stderr
+    finally:
+        if build.poll() is None:
+            os.killpg(build.pid, signal.SIGKILL)
+            build.wait()
+    assert tree_bytes(out) == tree_bytes(reference)
