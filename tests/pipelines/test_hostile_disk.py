@@ -58,6 +58,7 @@ def test_a_full_disk_fails_with_one_message_and_the_same_command_resumes(
     assert full.returncode == 1, full.stderr
     last = full.stderr.strip().splitlines()[-1]
     assert last.startswith(f"shards: no space left on the device writing {out}") and "MiB free" in last
+    assert "Traceback" not in full.stderr and "Logging error" not in full.stderr
     for path in out.rglob("*.json"):
         json.loads(path.read_text())  # whole or absent: never torn, never empty
     assert run(sys.executable, "-m", "pipelines.cli", "verify", str(out)).returncode != 0
