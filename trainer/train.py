@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -347,14 +348,19 @@ def open_metrics(run: Run) -> MetricsLog:
 
 
 def export(run: Run) -> Path | None:
-    """Writes ``<out>/hf`` from the trained weights (collective; rank 0 writes)."""
+    """Writes ``<out>/hf`` from the trained weights (collective; rank 0 writes). The export is
+    written to ``<out>/.hf.partial`` and renamed when whole, so ``hf`` is never half-written."""
     state = full_model_state(run.model)
     if not run.env.is_main:
         return None
-    path = export_hf(state, run.model.lm.config, load_tokenizer(run.cfg.model), run.out / "hf")
+    final, partial = run.out / "hf", run.out / ".hf.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # what a killed export left
+    export_hf(state, run.model.lm.config, load_tokenizer(run.cfg.model), partial)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
     if run.cfg.smoke:
-        check_export_loads(path, state)
-    return path
+        check_export_loads(final, state)
+    return final
 
 
 def check_export_loads(path: Path, state: dict) -> None:
@@ -415,7 +421,8 @@ def train(cfg: Config, env: DistEnv) -> Path:
             bar.close()
             log.close()
     if stop == cfg.train.steps and cfg.checkpoint.export_hf:
-        export(run)
+        with stop_on_signals("train"):  # a signal now leaves no `hf` folder; the same command exports
+            export(run)
     return run.out
 
 
