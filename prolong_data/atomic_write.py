@@ -1,9 +1,9 @@
 """Write a file whole or not at all: a temporary file beside it, fsync, then rename over it.
 
 A reader (a rerun, `verify`, training) sees the old file or the new one, never a torn or empty
-one, even when the disk fills up or the process is killed mid-write: the temporary file
-(`.NAME.tmp-PID`) is removed when writing fails, and one a kill left behind is no file of the
-layout. Every JSON report, manifest, index and mixture file of the toolkit is written this way.
+one, even when the disk fills up or the process is killed mid-write: the temporary file (`.NAME.tmp`) is
+removed when writing fails, and one a kill left behind is replaced by the next write of the
+same file (and deleted by `--fresh`). Every JSON report, manifest, index and mixture file of the toolkit is written this way.
 """
 
 from __future__ import annotations
@@ -13,11 +13,17 @@ import os
 from pathlib import Path
 
 
+def temporary_path(path: Path) -> Path:
+    """Where `path` is written before the rename: `.NAME.tmp` beside it. The name is fixed, so
+    the next write of the same file replaces what a killed write left (one writer per file)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Replace `path` with `data` atomically (creating its folder); returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -16,12 +16,14 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from prolong_data.atomic_write import temporary_path
 from prolong_data.layout import LOCK, MANIFEST, OUTPUT_FILES, RANK_FOLDERS, REMOVED, BuildLayout
 
-REPORT_FILES = ("report.md", "budget.json", "budget-*.json", "bad_input.json", "*.png")
+REPORT_FILES = ("report.md", "budget.json", "budget-*.json", "bad_input.json", "*.png", ".*.tmp")
 """What finalize writes in `report/` (a `--mixture-file NAME` writes `budget-NAME.json`)."""
-DOMAIN_FILES = ("index.json", MANIFEST, "packing.*.json")
-"""What a build writes in a domain folder beside its `rank-NNNNN` folders."""
+DOMAIN_FILES = ("index.json", MANIFEST, "packing.*.json", ".*.json.tmp")
+"""What a build writes in a domain folder beside its `rank-NNNNN` folders (`.NAME.tmp`: a file
+being written, `prolong_data.atomic_write`)."""
 
 
 class NotOurBuild(ValueError):
@@ -53,7 +55,8 @@ def written_paths(layout: BuildLayout, domains: Iterable[str]) -> list[Path]:
     """The existing paths under `layout.root` that a build of `domains` writes."""
     root = layout.root
     found = [layout.work] if layout.work.is_dir() else []
-    found += [root / name for name in OUTPUT_FILES if (root / name).is_file()]
+    tops = [root / name for name in OUTPUT_FILES]
+    found += [p for p in tops + [temporary_path(p) for p in tops] if p.is_file()]
     found += [p for pattern in REPORT_FILES for p in layout.report.glob(pattern) if p.is_file()]
     found += [p for p in (root / REMOVED).glob("*/*/*.jsonl.gz") if p.is_file()]
     for name in sorted(set(domains)):
