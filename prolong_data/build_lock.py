@@ -2,7 +2,7 @@
 
 `hold_lock(path)` creates `path` (the folder's `.lock`), takes an exclusive `flock` on it and
 writes the holder's pid, host and command into it. A second process that finds the lock taken
-is refused at once with a message naming the holder (never waits, never interleaves). The kernel
+by a live build is refused at once with a message naming the holder (never interleaved). The kernel
 releases a `flock` when its holder dies, however it dies, so a lock file left by a killed build
 is stale and is taken over (with a log line naming the dead holder). Workers that a build forks
 share its lock until they end: when the holder named in the file has ended but its workers
