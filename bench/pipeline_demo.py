@@ -157,12 +157,12 @@ def measure(which: str, args) -> dict:
             for counts in json.loads(p.read_text())["steps"].values()
         )
         return {"wall_s": wall, "tokens": tokens, "peak_mb": peak_rss(out / "stats")}
-    summary = json.loads((out / "manifest.json").read_text())
-    tokens = sum(d["tokens"] for d in summary["domains"].values())
-    sequences = sum(d["sequences"] for d in summary["domains"].values())
     from prolong_data.layout import BuildLayout
 
     layout = BuildLayout(out)
+    summary = json.loads(layout.manifest.read_text())
+    tokens = sum(d["tokens"] for d in summary["domains"].values())
+    sequences = sum(d["sequences"] for d in summary["domains"].values())
     peak = max(peak_rss(layout.stats("read")), peak_rss(layout.stats("build")))
     return {"wall_s": wall, "tokens": tokens, "sequences": sequences, "peak_mb": peak}
 

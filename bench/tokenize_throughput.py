@@ -92,7 +92,7 @@ def run_ours(src: Path, out: Path, tokenizer: str, tasks: int, workers: int) -> 
 
     from prolong_data.mds import MDSShardWriter
     from prolong_data.packing.steps import PackConcat
-    from prolong_data.tokenize import TokenizeDocuments
+    from prolong_data.tokenization import TokenizeDocuments
 
     pipeline = [
         JsonlReader(str(src)),
@@ -148,8 +148,9 @@ def measure(which: str, src: Path, out: Path, args) -> dict:
 
 def our_stream(out: Path, rank: int) -> np.ndarray:
     from prolong_data.inspection import iter_samples
+    from prolong_data.layout import rank_folder
 
-    folder = out / "shards" / f"rank-{rank:05d}"
+    folder = rank_folder(out / "shards", rank)
     rows = [row["input_ids"] for _, _, row in iter_samples(folder)]
     return np.concatenate(rows) if rows else np.zeros(0, np.uint32)
 
@@ -176,7 +177,7 @@ def identical_ids(ours: Path, theirs: Path, tasks: int, bos_id: int = 128000) ->
 
 def _bare_share(tokenizer: str, texts: list[str]) -> tuple[str, int, float]:
     """In a worker process: (engine name, tokens, seconds) of encoding `texts`, the load not timed."""
-    from prolong_data.tokenize import choose_engine, load_tokenizer
+    from prolong_data.tokenization import choose_engine, load_tokenizer
 
     engine = choose_engine(load_tokenizer(tokenizer), texts[:4])
     start = time.perf_counter()
@@ -196,7 +197,7 @@ def bare_engine_rate(texts: list[str], tokenizer: str, workers: int) -> tuple[st
 
 
 def bench_kind(kind: str, args, work: Path) -> dict:
-    from prolong_data.tokenize import build_engine, load_tokenizer
+    from prolong_data.tokenization import build_engine, load_tokenizer
 
     texts = read_texts(args.corpus, kind)
     tok = load_tokenizer(args.tokenizer)

@@ -1,13 +1,7 @@
 """Turn a recipe into datatrove pipelines and run them: read, build, finalize.
 
-The output folder (`prolong_data.layout.BuildLayout` names every path)::
-
-    out/
-      mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
-      <domain>/                                      MDS shards of one domain (docs/shard-format.md)
-      report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
-      removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
-      .build/   partitions/  logs/{read,build,finalize}/  stats/  bad_input/  options.json
+The output folder is drawn, and every path in it named, in `prolong_data.layout`; one
+`BuildLayout` (`BuildOptions.layout`) is handed to every step that writes there.
 
 Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
 dedup -> tokenize -> pack -> MDS), then `finalize` (merge indexes, manifests, mixture.json,
@@ -29,7 +23,17 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
-from pipelines.recipe import DomainConfig, PackConfig, Recipe, recipe_to_yaml
+from pipelines.executors import (
+    check_executor_options,
+    make_executor,
+    require_complete,
+    restore_logs,
+    route_logs,
+)
+from pipelines.finalize import finalize_build
+from pipelines.progress import PassProgress
+from pipelines.recipe import DomainConfig, Recipe
+from pipelines.repair import reopen_damaged_tasks
 from prolong_data.atomic_write import write_json_atomic
 from prolong_data.build_files import clear_build
 from prolong_data.build_lock import hold_lock
@@ -43,11 +47,10 @@ from prolong_data.filters import (
 )
 from prolong_data.layout import BuildLayout
 from prolong_data.mds import MDSShardWriter
-from prolong_data.packing.steps import PackBestFit, PackConcat, PackLengthBinned
 from prolong_data.path_safety import check_output_apart
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
-from prolong_data.tokenize import load_tokenizer, warm_tokenizer
+from prolong_data.tokenization import load_tokenizer, warm_tokenizer
 
 
 class BuildError(RuntimeError):
@@ -75,9 +78,12 @@ class BuildOptions:
     verbose: bool = False
     """Show datatrove's INFO lines and per-task stats on the terminal (they always go to the log
     files under `.build/logs/`), and progress as plain lines."""
+    layout: BuildLayout = field(init=False, repr=False, compare=False)
+    """The paths of `out`: the one layout object every step of the build is given."""
 
     def __post_init__(self):
         self.out = Path(self.out)
+        self.layout = BuildLayout(self.out)
         if self.executor not in ("local", "slurm", "ray"):
             raise ValueError(f"executor must be local, slurm or ray, got {self.executor!r}")
         if self.tasks is not None and self.tasks <= 0:
@@ -115,38 +121,19 @@ def domain_task_count(recipe: Recipe, domain: DomainConfig, tasks: int | None) -
     return min(wanted, domain.max_tasks) if domain.max_tasks else wanted
 
 
-def _pack_concat(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
-    return PackConcat(recipe.seq_len, report_folder=folder)
-
-
-def _pack_length_binned(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
-    return PackLengthBinned(recipe.seq_len, pack.chunk_len, bins=pack.bins or None, report_folder=folder)
-
-
-def _pack_best_fit(recipe: Recipe, pack: PackConfig, folder: str) -> PipelineStep:
-    # the padding span is EOS tokens with mask 0; the step looks the id up when it runs
-    return PackBestFit(
-        recipe.seq_len, tokenizer=recipe.tokenizer, too_long=pack.too_long, report_folder=folder
-    )
-
-
-PACK_STEPS = {"concat": _pack_concat, "length_binned": _pack_length_binned, "best_fit": _pack_best_fit}
-"""The packer step of each pack mode (`PackConfig.mode`)."""
-
-
-def source_steps(recipe: Recipe, domain: DomainConfig, out: Path | None) -> list[PipelineStep]:
+def source_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout | None) -> list[PipelineStep]:
     """The domain's readers, then the filters that work on text: its documents before any shuffle.
-    With `out` None (a preview) nothing is written: no bad-input log, no removed documents."""
+    With `layout` None (a preview) nothing is written: no bad-input log, no removed documents."""
     steps: list[PipelineStep] = []
     for i, source in enumerate(domain.sources):
-        bad_file = BuildLayout(out).bad_input_pattern(domain.name, i) if out is not None else None
+        bad_file = layout.bad_input_pattern(domain.name, i) if layout is not None else None
         context = ReaderContext(bad_input_file=bad_file, utf8=recipe.utf8, tokenizer=recipe.tokenizer)
         steps.append(source.reader(context))
         if source.hash_split is not None:
             bucket, buckets = source.hash_split
             steps.append(HashSplitFilter(buckets, [bucket]))
     if domain.produces != "tokens":
-        removed = removed_writers(domain, out)
+        removed = removed_writers(domain, layout)
         steps += [
             ValidUtf8Filter(recipe.utf8, exclusion_writer=removed("valid_utf8")),
             NonEmptyFilter(exclusion_writer=removed("non_empty")),
@@ -155,46 +142,45 @@ def source_steps(recipe: Recipe, domain: DomainConfig, out: Path | None) -> list
     return steps
 
 
-def dedup_steps(domain: DomainConfig, out: Path | None) -> list[PipelineStep]:
+def dedup_steps(domain: DomainConfig, layout: BuildLayout | None) -> list[PipelineStep]:
     """The domain's deduplication of whole documents (the build and `preview` both run these);
-    with `out` None the removed documents are not kept."""
+    with `layout` None the removed documents are not kept."""
     if not domain.deduplicates:
         return []
-    return [ExactDedupFilter(exclusion_writer=removed_writers(domain, out)("exact_dedup"))]
+    return [ExactDedupFilter(exclusion_writer=removed_writers(domain, layout)("exact_dedup"))]
 
 
-def document_steps(recipe: Recipe, domain: DomainConfig, out: Path) -> list[PipelineStep]:
+def document_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout) -> list[PipelineStep]:
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
-    folder = str(BuildLayout(out).domain(domain.name))
-    steps: list[PipelineStep] = dedup_steps(domain, out)
+    folder = str(layout.domain(domain.name))
+    steps: list[PipelineStep] = dedup_steps(domain, layout)
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
     if tokenize is not None:
         steps.append(tokenize)
     if domain.pack.min_document_tokens:
         steps.append(MinTokensFilter(domain.pack.min_document_tokens))
     steps.append(CountTokenized())
-    steps.append(PACK_STEPS[domain.pack.mode](recipe, domain.pack, folder))
+    steps.append(domain.pack.step(recipe.seq_len, recipe.tokenizer, folder))
     steps.append(
         MDSShardWriter(
             folder,
             domain.name,
             recipe.seq_len,
-            with_mask=domain.pack.mode == "best_fit",
+            with_mask=domain.pack.writes_mask,
             compression=recipe.compression,
         )
     )
     return steps
 
 
-def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | None) -> DomainPlan:
+def plan_domain(recipe: Recipe, domain: DomainConfig, layout: BuildLayout, tasks: int | None) -> DomainPlan:
     """The steps of one domain: read its sources, group them when they must meet (a shuffle by
     hash), then make shards. One task sees every document of the domain anyway, so it needs no
     shuffle: the same documents in the same order (so the same bytes) as through one partition,
     one pass fewer. Tokenized sources need none either: each task reads its own share."""
     n = domain_task_count(recipe, domain, tasks)
-    layout = BuildLayout(out)
     folder, partitions = layout.domain(domain.name), layout.partitions(domain.name)
-    sources = source_steps(recipe, domain, out)
+    sources = source_steps(recipe, domain, layout)
     group_key = domain.sources[0].group_key
     shuffle = group_key is not None or (n > 1 and domain.produces != "tokens")
     read_steps = (
@@ -202,30 +188,28 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, out: Path, tasks: int | No
     )
     build_steps = [PartitionReader(str(partitions), sources=n)] if shuffle else list(sources)
     build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
-    build_steps += document_steps(recipe, domain, out)
+    build_steps += document_steps(recipe, domain, layout)
     return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
 
 
-def removed_writers(domain: DomainConfig, out: Path | None):
+def removed_writers(domain: DomainConfig, layout: BuildLayout | None):
     """`writer(filter_name)`: where a filter of `domain` writes the documents it removes
     (`removed/<domain>/<filter>/NNNNN.jsonl.gz`), or None when the domain does not keep them
-    (or `out` is None)."""
+    (or `layout` is None)."""
 
     def writer(filter_name: str):
-        if not domain.keep_removed or out is None:
+        if not domain.keep_removed or layout is None:
             return None
         from datatrove.pipeline.writers import JsonlWriter
 
-        return JsonlWriter(
-            str(BuildLayout(out).removed(domain.name, filter_name)), output_filename="${rank}.jsonl.gz"
-        )
+        return JsonlWriter(str(layout.removed(domain.name, filter_name)), output_filename="${rank}.jsonl.gz")
 
     return writer
 
 
 def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     """One plan per domain that has sources; checks every source path now (fails fast)."""
-    plans = [plan_domain(recipe, d, options.out, options.tasks) for d in recipe.present_domains()]
+    plans = [plan_domain(recipe, d, options.layout, options.tasks) for d in recipe.present_domains()]
     for plan in plans:
         for step in plan.source_steps:
             if hasattr(step, "check"):
@@ -233,11 +217,11 @@ def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     return plans
 
 
-def pass_step(plans: list[DomainPlan], which: str, out: Path) -> DomainTasks | None:
+def pass_step(plans: list[DomainPlan], which: str, layout: BuildLayout) -> DomainTasks | None:
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
     steps = {p.config.name: p.read_steps if which == "read" else p.build_steps for p in plans}
     jobs = [DomainJob(p.config.name, steps[p.config.name], p.tasks) for p in plans if steps[p.config.name]]
-    return DomainTasks(jobs, str(BuildLayout(out).stats(which))) if jobs else None
+    return DomainTasks(jobs, str(layout.stats(which))) if jobs else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -340,8 +324,6 @@ def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan]
     """Validate everything that can be validated without writing a byte: `--out` (a folder apart
     from every input), the executor options, every source path, the tokenizer. Returns the plans
     and what the shards depend on (`shard_inputs`)."""
-    from pipelines.executors import check_executor_options
-
     check_out_folder(options.out)
     check_output_apart(options.out, recipe.input_paths())
     check_executor_options(options)
@@ -371,25 +353,18 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     again; the others are skipped.
     """
     plans, inputs = check_build(recipe, options)
-    layout = BuildLayout(options.out)
-    with hold_lock(layout.lock, log=logger.warning):
-        claim_folder(layout, plans, inputs, fresh)
+    with hold_lock(options.layout.lock, log=logger.warning):
+        claim_folder(options.layout, plans, inputs, fresh)
         return run_passes(recipe, options, plans)
 
 
 def run_passes(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -> dict | None:
     """Run the passes of a claimed build folder (see `run_build`)."""
-    from pipelines.executors import make_executor, require_complete, restore_logs, route_logs
-    from pipelines.progress import PassProgress
-    from pipelines.repair import reopen_damaged_tasks
-
-    layout = BuildLayout(options.out)
-    read, build = pass_step(plans, "read", options.out), pass_step(plans, "build", options.out)
+    layout = options.layout
+    read, build = pass_step(plans, "read", layout), pass_step(plans, "build", layout)
     passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]
     reopen_damaged_tasks(layout, plans, passes)
-    finalize = FinalizeBuild(
-        recipe, [(p.config.name, p.tasks) for p in plans], str(options.out), options.report
-    )
+    finalize = FinalizeBuild(recipe, [(p.config.name, p.tasks) for p in plans], layout, options.report)
     if options.executor == "slurm":
         previous = None
         for name, step in passes:
@@ -439,18 +414,18 @@ class FinalizeBuild(PipelineStep):
     name = "finalize build"
     type = "🏁 - FINALIZE"
 
-    def __init__(self, recipe: Recipe, domains: list[tuple[str, int]], out: str, report: bool = True):
+    def __init__(
+        self, recipe: Recipe, domains: list[tuple[str, int]], layout: BuildLayout, report: bool = True
+    ):
         super().__init__()
-        self.recipe, self.domains, self.out, self.report = recipe, domains, str(out), report
+        self.recipe, self.domains, self.layout, self.report = recipe, domains, layout, report
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         self.finalize()
         return iter(())
 
     def finalize(self) -> dict:
-        from pipelines.finalize import finalize_build
-
-        return finalize_build(self.recipe, self.domains, Path(self.out), report=self.report)
+        return finalize_build(self.recipe, self.domains, self.layout, report=self.report)
 
 
-__all__ = ["BuildError", "BuildOptions", "run_build", "plan_build", "recipe_to_yaml"]
+__all__ = ["BuildError", "BuildOptions", "run_build", "plan_build"]

@@ -17,10 +17,18 @@ import os
 import sys
 from pathlib import Path
 
+from pipelines import preview, shards
+from pipelines.finalize import NO_PLOTS, can_plot
+from prolong_data.evaluation.cli import add_parser as add_eval_parser
+from prolong_data.inspection import domain_folders, format_summary, plot_histograms, sample_at, summarize
+from prolong_data.layout import RECIPE
+from prolong_data.mds import read_manifest
+from prolong_data.mds_format import MDSFormatError
+from prolong_data.tokenization import load_tokenizer
+from prolong_data.verify import DamageError, NotAShardFolder, verify
+
 
 def _inspect(args: argparse.Namespace) -> int:
-    from prolong_data.mds_format import MDSFormatError
-
     try:
         return _inspect_folder(args)
     except MDSFormatError as err:
@@ -34,10 +42,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_folder(args: argparse.Namespace) -> int:
-    from pipelines.finalize import NO_PLOTS, can_plot
-    from prolong_data.inspection import domain_folders, format_summary, plot_histograms, sample_at, summarize
-    from prolong_data.mds import read_manifest
-
     folders = domain_folders(args.dir)
     summaries = [summarize(f) for f in folders]
     print(format_summary(summaries))
@@ -55,8 +59,6 @@ def _inspect_folder(args: argparse.Namespace) -> int:
         )
         ids = row["input_ids"][: args.tokens]
         if spec:
-            from prolong_data.tokenize import load_tokenizer
-
             print(repr(load_tokenizer(spec).decode(ids.tolist())))
         else:
             print(f"(no tokenizer recorded; ids) {ids.tolist()}")
@@ -64,9 +66,6 @@ def _inspect_folder(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from prolong_data.layout import RECIPE
-    from prolong_data.verify import DamageError, NotAShardFolder, verify
-
     try:
         report = verify(args.dir)
     except NotAShardFolder as err:
@@ -115,9 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", help="a domain folder (with index.json) or a mixture root")
     p.set_defaults(func=_verify)
-
-    from evaluation.cli import add_parser as add_eval_parser
-    from pipelines import preview, shards
 
     shards.add_parser(sub)
     preview.add_parser(sub)

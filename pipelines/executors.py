@@ -106,7 +106,8 @@ def make_executor(
     depends=None,
     log_file: Path | None = None,
 ):
-    """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`.
+    """A datatrove executor running `pipeline` on `tasks` tasks, logging to `logging_dir`;
+    `check_executor_options(options)` has passed.
 
     Completion markers in `logging_dir/completions/` make reruns skip finished tasks. Local
     workers start as `LOCAL_START_METHOD` says. Unless `options.verbose`, local tasks keep their
@@ -130,7 +131,6 @@ def make_executor(
     if options.executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
-        check_executor_options(options)
         slurm = dict(options.slurm)
         return SlurmPipelineExecutor(
             pipeline,
@@ -156,10 +156,8 @@ def make_executor(
 
 
 def _init_ray(address: str | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("--executor ray needs ray: pip install 'prolong-data[ray]'") from None
+    import ray  # present: check_executor_options ran before the build started
+
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
 

@@ -11,12 +11,21 @@ from pipelines.recipe import GROUPS, Recipe, recipe_to_yaml
 from prolong_data.atomic_write import write_json_atomic, write_text_atomic
 from prolong_data.budget import format_budget, over_limit, plan_budget
 from prolong_data.filters import HashSplitFilter, MinTokensFilter
-from prolong_data.layout import BuildLayout
+from prolong_data.layout import (
+    BAD_INPUT_REPORT,
+    LENGTHS_PLOT,
+    MIXTURE,
+    REPORT_TEXT,
+    SHARES_PLOT,
+    BuildLayout,
+    budget_report_name,
+)
 from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
 from prolong_data.sources.bad_input import merge_bad_input
 from prolong_data.sources.code_order import ORDER_STATS
+from prolong_data.tokenization import load_tokenizer
 
 
 def _domain_counts(layout: BuildLayout, domain: str) -> dict:
@@ -52,12 +61,11 @@ def file_order_counts(steps: dict[str, dict[str, float]]) -> dict[str, int] | No
     return {key: int(sum(counts.get(key, 0) for counts in found)) for key in ORDER_STATS}
 
 
-def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, report: bool = True) -> dict:
+def finalize_build(
+    recipe: Recipe, domains: list[tuple[str, int]], layout: BuildLayout, report: bool = True
+) -> dict:
     """Finalize every domain folder, then write mixture.json, manifest.json, recipe.yaml, reports."""
-    from prolong_data.tokenize import load_tokenizer
-
     tokenizer = load_tokenizer(recipe.tokenizer).describe()
-    layout = BuildLayout(out)
     config = {d.name: d for d in recipe.domains}
     rows = {}
     for name, tasks in domains:
@@ -86,27 +94,27 @@ def finalize_build(recipe: Recipe, domains: list[tuple[str, int]], out: Path, re
         }
         if order is not None:
             rows[name]["file_order"] = order
-    summary = write_mixture_files(recipe, out, rows, tokenizer)
+    summary = write_mixture_files(recipe, layout, rows, tokenizer)
     bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
     layout.report.mkdir(parents=True, exist_ok=True)
-    _write_json(layout.report / "bad_input.json", bad)
+    _write_json(layout.report_file(BAD_INPUT_REPORT), bad)
     summary["bad_input"] = bad["counts"]
     _write_json(layout.manifest, summary)
     write_text_atomic(layout.recipe, recipe_to_yaml(recipe))
     text = format_report(summary, bad)
     print(text)
     if report:
-        write_text_atomic(layout.report / "report.md", text + "\n")
+        write_text_atomic(layout.report_file(REPORT_TEXT), text + "\n")
         if can_plot():
-            plot_document_lengths(rows, layout.report / "document_lengths.png")
-            plot_shares(summary, layout.report / "mixture_shares.png")
+            plot_document_lengths(rows, layout.report_file(LENGTHS_PLOT))
+            plot_shares(summary, layout.report_file(SHARES_PLOT))
         else:
             print(f"\nplots skipped: {NO_PLOTS}")
     return summary
 
 
 def write_mixture_files(
-    recipe: Recipe, out: Path, rows: dict, tokenizer: dict, mixture_file: str = "mixture.json"
+    recipe: Recipe, layout: BuildLayout, rows: dict, tokenizer: dict, mixture_file: str = MIXTURE
 ) -> dict:
     """mixture.json and budget.json from the built domains; returns the build summary."""
     wanted = recipe.mixture_proportions()
@@ -121,10 +129,10 @@ def write_mixture_files(
         streams=[MixtureStream(domain=d, path=d, proportion=p) for d, p in shares.items()],
         extra={"recipe": recipe.name, "tokenizer": tokenizer["name"]},
     )
-    if mixture_file == "mixture.json":
-        write_mixture(mixture, out)
+    if mixture_file == MIXTURE:
+        write_mixture(mixture, layout.root)
     else:  # a sweep variant beside the build's own mixture.json
-        write_json_atomic(out / mixture_file, mixture.to_dict(), indent=2)
+        write_json_atomic(layout.root / mixture_file, mixture.to_dict(), indent=2)
     available = {d: rows[d]["sequences"] * recipe.seq_len for d in shares}
     budget = plan_budget(recipe.token_budget, shares, available)
     absent = {d.name: "no sources" for d in recipe.domains if not d.present}
@@ -137,10 +145,8 @@ def write_mixture_files(
         "absent_domains": list(absent),
         "over_limit": [b.domain for b in over_limit(budget, recipe.max_repeat)],
     }
-    report = BuildLayout(out).report
-    report.mkdir(parents=True, exist_ok=True)
-    stem = Path(mixture_file).stem
-    _write_json(report / ("budget.json" if stem == "mixture" else f"budget-{stem}.json"), budget_json)
+    layout.report.mkdir(parents=True, exist_ok=True)
+    _write_json(layout.report_file(budget_report_name(mixture_file)), budget_json)
     targets = target_shares(recipe)
     stored_total = sum(r.get("sequences", 0) for r in rows.values()) or 1
     return {
@@ -167,15 +173,16 @@ def write_mixture_files(
     }
 
 
-def remix(recipe: Recipe, out: Path, mixture_file: str = "mixture.json") -> dict:
+def remix(recipe: Recipe, out: Path, mixture_file: str = MIXTURE) -> dict:
     """A new mixture file (and budget) for shards already built in `out`: a ratio sweep without
     re-sharding. Domains are read from their manifests."""
+    layout = BuildLayout(out)
     rows = {}
     tokenizer = None
     for d in recipe.present_domains():
-        manifest = read_manifest(BuildLayout(out).domain(d.name))
+        manifest = read_manifest(layout.domain(d.name))
         if not manifest:
-            raise FileNotFoundError(f"{out / d.name} has no manifest.json: build the shards first")
+            raise FileNotFoundError(f"{layout.domain(d.name)} has no manifest.json: build the shards first")
         tokenizer = tokenizer or manifest["tokenizer"]
         rows[d.name] = {
             "documents": manifest.get("documents", 0),
@@ -183,7 +190,7 @@ def remix(recipe: Recipe, out: Path, mixture_file: str = "mixture.json") -> dict
             "sequences": int(manifest.get("packing", {}).get("sequences", 0)),
             "removed": removed_counts(manifest.get("stats", {}), manifest.get("packing", {})),
         }
-    summary = write_mixture_files(recipe, out, rows, tokenizer, mixture_file)
+    summary = write_mixture_files(recipe, layout, rows, tokenizer, mixture_file)
     print(format_table(summary) + "\n")
     print(summary["budget_text"])
     return summary
@@ -392,7 +399,7 @@ def plot_shares(summary: dict, png: Path) -> None:
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(10, 4))
     ax.bar(x - 0.27, [r["target_share"] for r in rows], 0.27, label="recipe target", color="#999999")
-    ax.bar(x, [r["mixture_share"] for r in rows], 0.27, label="mixture.json", color="#4C72B0")
+    ax.bar(x, [r["mixture_share"] for r in rows], 0.27, label=MIXTURE, color="#4C72B0")
     ax.bar(x + 0.27, [r["stored_share"] for r in rows], 0.27, label="stored in shards", color="#DD8452")
     ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("share of sequences")

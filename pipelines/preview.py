@@ -25,7 +25,12 @@ from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 
 from pipelines.build import dedup_steps, source_steps
-from pipelines.recipe import DomainConfig, Recipe
+from pipelines.executors import restore_logs, route_logs
+from pipelines.recipe import DomainConfig, Recipe, load_recipe
+from prolong_data.chat import ChatTemplate
+from prolong_data.config import parse_overrides
+from prolong_data.sources import SourcePathError
+from prolong_data.tokenization import load_tokenizer
 
 
 class PreviewError(ValueError):
@@ -121,9 +126,6 @@ def token_counts(recipe: Recipe, domain: DomainConfig, documents: list[Document]
 
 def chat_template(recipe: Recipe):
     """The chat template the build renders the recipe's conversations with."""
-    from prolong_data.chat import ChatTemplate
-    from prolong_data.tokenize import load_tokenizer
-
     return ChatTemplate.for_tokenizer(recipe.tokenizer, load_tokenizer(recipe.tokenizer))
 
 
@@ -139,11 +141,6 @@ def write_rows(rows: list[dict], out: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.executors import restore_logs, route_logs
-    from pipelines.recipe import load_recipe
-    from prolong_data.config import parse_overrides
-    from prolong_data.sources import SourcePathError
-
     route_logs(None)  # warnings only: standard output may be the preview itself
     try:
         if args.limit < 0:

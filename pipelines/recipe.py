@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sysconfig
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,52 +22,13 @@ from typing import Literal
 import yaml
 
 from prolong_data.assets import SAMPLE_CORPUS
-from prolong_data.config import ConfigError, from_dict, load, read_yaml, to_dict
+from prolong_data.config import ConfigError, load, read_yaml, to_dict
+from prolong_data.mixture import PROPORTION_TOLERANCE
+from prolong_data.packing.registry import PackConfig, default_pack
 from prolong_data.sources.registry import SourceConfig, Utf8Policy
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
-PackMode = Literal["concat", "length_binned", "best_fit"]
-PACK_MODES = typing.get_args(PackMode)
 GROUPS = ("long", "short")
-TOLERANCE = 1e-6
-
-
-@dataclass(kw_only=True)
-class PackConfig:
-    """How a domain's documents become sequences."""
-
-    mode: PackMode = "concat"
-    """`concat` (short domains: whole documents end to end, cut every seq_len), `length_binned`
-    (long domains: documents of at least `chunk_len` tokens cut into chunks), `best_fit` (SFT)."""
-    chunk_len: int | None = None
-    """`length_binned`: the chunk length, the `-65536` / `-524288` of the folder name."""
-    bins: list[int] = field(default_factory=list)
-    """`length_binned`: every bin of the recipe when several long domains share a source
-    (stage 2: `[65536, 524288]`); a document goes to the longest bin it fills first."""
-    min_tokens: int | None = None
-    """Documents with fewer tokens (BOS/EOS included) are dropped before packing; `length_binned`
-    defaults to the smallest bin."""
-    too_long: Literal["truncate", "drop"] = "truncate"
-    """`best_fit`: a conversation longer than seq_len is `truncate`d to it or `drop`ped (counted)."""
-
-    def __post_init__(self):
-        if self.mode == "length_binned" and not self.chunk_len:
-            raise ValueError("pack mode length_binned needs `chunk_len` (e.g. 65536)")
-        if self.chunk_len is not None and self.chunk_len <= 0:
-            raise ValueError(f"pack chunk_len must be positive, got {self.chunk_len}")
-        if any(b <= 0 for b in self.bins):
-            raise ValueError(f"pack bins must be positive token counts, got {self.bins}")
-        if self.bins and self.chunk_len not in self.bins:
-            raise ValueError(f"pack chunk_len {self.chunk_len} must be one of the bins {self.bins}")
-        if self.min_tokens is not None and self.min_tokens < 0:
-            raise ValueError(f"pack min_tokens must be >= 0, got {self.min_tokens}")
-
-    @property
-    def min_document_tokens(self) -> int | None:
-        """The shortest document packed: `min_tokens`, or the smallest bin for `length_binned`."""
-        if self.min_tokens is None and self.mode == "length_binned":
-            return min(self.bins or [self.chunk_len])
-        return self.min_tokens
 
 
 @dataclass(kw_only=True)
@@ -86,7 +46,7 @@ class DomainConfig:
     `prolong_data.sources`); several are read one after the other. An empty list marks a domain
     this corpus lacks: its share is spread over the other domains (in proportion) and the budget
     report says so."""
-    pack: PackConfig = field(default_factory=PackConfig)
+    pack: PackConfig = field(default_factory=default_pack)
     """How its documents are packed."""
     dedup: bool | None = None
     """Remove exact duplicate documents within the domain; None (default) means yes for text and
@@ -194,7 +154,7 @@ class Recipe:
         if len(set(names)) != len(names):
             raise ValueError(f"a domain appears twice in recipe {self.name}: {names}")
         total = sum(d.proportion for d in self.domains)
-        if abs(total - 1) > TOLERANCE:
+        if abs(total - 1) > PROPORTION_TOLERANCE:
             shares = ", ".join(f"{d.name}={d.proportion:g}" for d in self.domains)
             raise ValueError(
                 f"recipe {self.name}: domain proportions sum to {total:.6f}, not 1 ({shares}); fix them so they "
@@ -238,11 +198,6 @@ class Recipe:
             shares = {n: p * want[group_of[n]] / sums[group_of[n]] for n, p in shares.items()}
         return shares
 
-    def with_overrides(self, **changes) -> Recipe:
-        """A copy with top-level fields replaced (validated again)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return dataclasses.replace(self, **changes)
-
     def with_proportions(self, overrides: dict[str, float]) -> Recipe:
         """A copy where each named domain gets a new proportion and the other domains of its group
         are scaled so the group keeps its total (an inner-weight sweep without touching the rest)."""
@@ -262,7 +217,7 @@ class Recipe:
             rest = [n for n in members if n not in fixed]
             rest_total = sum(new[n] for n in rest)
             left = group_total - sum(fixed.values())
-            if left < -TOLERANCE or (rest and rest_total <= 0 and left > TOLERANCE):
+            if left < -PROPORTION_TOLERANCE or (rest and rest_total <= 0 and left > PROPORTION_TOLERANCE):
                 raise ValueError(
                     f"--proportion for {sorted(fixed)} exceeds the {group} group's total {group_total:g}; lower it"
                 )
@@ -357,14 +312,6 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping | Sequence[str] | N
         return load(Recipe, data, overrides)
     except ConfigError as err:
         raise ConfigError(f"{path.name}: {err}") from None
-
-
-def recipe_from_dict(data: dict, where: str = "recipe") -> Recipe:
-    """A recipe from plain data (what a recipe YAML file holds)."""
-    try:
-        return from_dict(Recipe, data)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:

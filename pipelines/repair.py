@@ -17,8 +17,7 @@ from pathlib import Path
 
 from datatrove.utils.logging import logger
 
-from prolong_data.layout import BuildLayout
-from prolong_data.mds import rank_folder
+from prolong_data.layout import BuildLayout, packing_report, rank_folder
 from prolong_data.sources.partitions import partition_file
 from prolong_data.verify import rank_problem
 
@@ -40,7 +39,7 @@ def task_problem(layout: BuildLayout, plan, pass_name: str, steps: list, rank: i
     files = [layout.stats_file(pass_name, domain, rank)]
     files += [Path(s.bad_input_file.format(rank=rank)) for s in steps if getattr(s, "bad_input_file", None)]
     if pass_name == "build":
-        files.append(plan.folder / f"packing.{rank:05d}.json")
+        files.append(packing_report(plan.folder, rank))
     for path in files:
         problem = _json_problem(path)
         if problem:

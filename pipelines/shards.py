@@ -23,10 +23,19 @@ OUT/.build/logs/ (`--verbose` shows them here too).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from pipelines.recipe import recipe_names
+from pipelines.build import BuildError, BuildOptions, check_out_folder, run_build
+from pipelines.finalize import remix
+from pipelines.recipe import load_recipe, recipe_names
+from prolong_data.build_lock import hold_lock
+from prolong_data.config import parse_overrides
+from prolong_data.disk_space import is_out_of_space, out_of_space_message
+from prolong_data.layout import MIXTURE, BuildLayout
+from prolong_data.signals import stop_on_signals
+from prolong_data.sources import SourcePathError
 
 
 def _proportion(text: str) -> tuple[str, float]:
@@ -87,7 +96,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--mixture-only", action="store_true", help="only rewrite the mixture and budget of built shards"
     )
-    p.add_argument("--mixture-file", default="mixture.json", help="name of the mixture file written in --out")
+    p.add_argument("--mixture-file", default=MIXTURE, help="name of the mixture file written in --out")
     p.add_argument("--fresh", action="store_true", help="delete a previous build in --out first")
     p.add_argument("--no-report", action="store_true", help="skip report/report.md and the PNG plots")
     p.add_argument(
@@ -116,9 +125,6 @@ NAMED_OVERRIDES = ("long_share", "token_budget", "max_repeat", "tokenizer")
 
 def resolve_recipe(args: argparse.Namespace):
     """The recipe of the command, with every override applied and paths expanded."""
-    from pipelines.recipe import load_recipe
-    from prolong_data.config import parse_overrides
-
     overrides = parse_overrides(getattr(args, "overrides", None) or [])
     for name in NAMED_OVERRIDES:
         if getattr(args, name) is not None:
@@ -130,10 +136,6 @@ def resolve_recipe(args: argparse.Namespace):
 
 
 def build_options(args: argparse.Namespace):
-    import os
-
-    from pipelines.build import BuildOptions
-
     slurm = {
         "partition": args.slurm_partition,
         "time": args.slurm_time,
@@ -160,19 +162,12 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from prolong_data.signals import stop_on_signals
-
     with stop_on_signals("shards"):
         return run_checked(args)
 
 
 def remix_locked(recipe, out: Path, mixture_file: str) -> None:
     """`--mixture-only`: rewrite the mixture of the build in `out`, holding its lock."""
-    from pipelines.build import check_out_folder
-    from pipelines.finalize import remix
-    from prolong_data.build_lock import hold_lock
-    from prolong_data.layout import BuildLayout
-
     check_out_folder(out)
     if not out.is_dir():  # nothing to remix: remix says so, and no folder is created
         remix(recipe, out, mixture_file)
@@ -183,16 +178,13 @@ def remix_locked(recipe, out: Path, mixture_file: str) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Build (or remix) as `args` say; a full disk is one line and exit status 1."""
-    from pipelines.build import run_build
-    from prolong_data.disk_space import is_out_of_space, out_of_space_message
-
     try:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
             remix_locked(recipe, options.out, args.mixture_file)
             return 0
-        if args.mixture_file != "mixture.json":
+        if args.mixture_file != MIXTURE:
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
     except Exception as err:
@@ -206,9 +198,6 @@ def run_command(args: argparse.Namespace) -> int:
 
 def run_checked(args: argparse.Namespace) -> int:
     """`run_command` with every error turned into one line and an exit status (see the module docstring)."""
-    from pipelines.build import BuildError
-    from prolong_data.sources import SourcePathError
-
     try:
         return run_command(args)
     except (ValueError, SourcePathError, BuildError, OSError) as err:

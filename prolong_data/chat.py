@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.assets import llama3_folder
 from prolong_data.contract import TOKEN_DTYPE
-from prolong_data.tokenize import LoadedTokenizer, TokenizedDocument
+from prolong_data.tokenization import LoadedTokenizer, TokenizedDocument, load_tokenizer
 
 ROLES = ("system", "user", "assistant")
 
@@ -97,8 +98,6 @@ class ChatTemplate:
 
         `llama3` takes the packaged tokenizer_config.json's template (Llama-3-Instruct's).
         """
-        from prolong_data.assets import llama3_folder
-
         path = llama3_folder() if spec == "llama3" else Path(spec)
         config = (path if path.is_dir() else path.parent) / "tokenizer_config.json"
         bos = tok.hf.id_to_token(tok.bos_id)
@@ -203,8 +202,6 @@ class TokenizeChats(PipelineStep):
         self.tokenizer = tokenizer
 
     def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[TokenizedDocument]:
-        from prolong_data.tokenize import load_tokenizer
-
         tok = load_tokenizer(self.tokenizer)
         encoder = ChatEncoder(tok, ChatTemplate.for_tokenizer(self.tokenizer, tok))
         counts = {"conversations": 0, "tokens": 0, "trained_tokens": 0}

@@ -13,7 +13,9 @@ One loader serves every configuration of the project (recipes, trainer configs, 
   (`domains.fineweb-edu`). Values are read as YAML (`--steps=3` is an int, `--betas=0.9,0.95` a
   pair).
 * A base class can stand for several concrete classes chosen by the data (the source kinds,
-  chosen by `kind`): it defines a classmethod `config_class(data: dict) -> type`.
+  chosen by `kind`; the pack modes, by `mode`): it defines a classmethod
+  `config_class(data: dict) -> type`, and `config_key`, the field that chooses, when it is not
+  `kind`.
 """
 
 from __future__ import annotations
@@ -359,25 +361,6 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     tree[leaf] = value
 
 
-def split_file_option(argv: Sequence[str], option: str = "--config") -> tuple[str | None, list[str]]:
-    """(the value of `--config PATH` / `--config=PATH`, the other arguments) of a command line."""
-    rest, path, index = [], None, 0
-    while index < len(argv):
-        arg = argv[index]
-        if arg == option:
-            if index + 1 >= len(argv):
-                raise ConfigError(f"{option} needs a file")
-            path = argv[index + 1]
-            index += 2
-            continue
-        if arg.startswith(option + "="):
-            path = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-        index += 1
-    return path, rest
-
-
 def merge(cls: type | None, base: Mapping | None, extra: Mapping, where: str = "") -> dict:
     """`base` (data of dataclass `cls`) with `extra` laid over it, key by key; a copy.
 
@@ -386,7 +369,8 @@ def merge(cls: type | None, base: Mapping | None, extra: Mapping, where: str = "
     """
     out = dict(base or {})
     if cls is not None:
-        cls = concrete_class(cls, {**out, **{k: v for k, v in extra.items() if k == "kind"}}, where)
+        key = getattr(cls, "config_key", "kind")  # the field that picks the concrete class
+        cls = concrete_class(cls, {**out, **{k: v for k, v in extra.items() if k == key}}, where)
     types_ = field_types(cls) if cls is not None else {}
     for key, value in extra.items():
         name = key

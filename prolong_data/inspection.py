@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prolong_data.layout import index_file
 from prolong_data.lengths import LENGTH_EDGES, bin_label, length_bins
 from prolong_data.mds_format import iter_shard, raw_shard_bytes, read_index
 
@@ -22,9 +23,9 @@ def domain_folders(root: str | Path) -> list[Path]:
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"{root} does not exist")
-    if (root / "index.json").is_file():
+    if index_file(root).is_file():
         return [root]
-    found = sorted(p for p in root.iterdir() if (p / "index.json").is_file())
+    found = sorted(p for p in root.iterdir() if index_file(p).is_file())
     if not found:
         raise FileNotFoundError(
             f"{root} has no index.json and no domain folders with one: is it a shard folder?"

@@ -1,4 +1,6 @@
-"""Where everything of a build lives: one object, so no module spells a path of another.
+"""Where everything of a build lives: every file and folder name of a build is spelled here and
+only here (a test checks it), and one `BuildLayout` object is passed around a build. This is the
+one drawing of the output tree (docs/building.md says what each file holds)::
 
     out/
       mixture.json  manifest.json  recipe.yaml       what training reads, and how it was made
@@ -33,9 +35,44 @@ LOCK = ".lock"
 """The build lock (`prolong_data.build_lock`): the holder's pid and host while a build runs."""
 RANK_FOLDERS = "rank-[0-9][0-9][0-9][0-9][0-9]"
 """The per-task folders of a domain folder (glob pattern)."""
-PASSES = ("read", "build", "finalize")
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
+INDEX = "index.json"
+"""The index of an MDS folder: a rank folder's, and the domain folder's merged one."""
+RANK_PREFIX = "rank-"
+RANK_GLOB = RANK_PREFIX + "*"
+"""The rank folders of a domain folder."""
+PACKING_GLOB = "packing.*.json"
+"""The packers' reports of a domain folder (`packing_report`)."""
+REPORT_TEXT = "report.md"
+BUDGET_REPORT = "budget.json"
+BUDGET_GLOB = "budget*.json"
+"""Every budget report of the report folder: the build's, and one per `--mixture-file` variant."""
+BAD_INPUT_REPORT = "bad_input.json"
+LENGTHS_PLOT = "document_lengths.png"
+SHARES_PLOT = "mixture_shares.png"
+
+
+def index_file(folder: str | Path) -> Path:
+    """The `index.json` of an MDS folder (a domain folder or a rank folder)."""
+    return Path(folder) / INDEX
+
+
+def rank_folder(domain_folder: str | Path, rank: int) -> Path:
+    """Where build task `rank` writes its shards inside a domain folder."""
+    return Path(domain_folder) / f"{RANK_PREFIX}{rank:05d}"
+
+
+def packing_report(domain_folder: str | Path, rank: int) -> Path:
+    """What the packer of build task `rank` kept, dropped and padded."""
+    return Path(domain_folder) / f"packing.{rank:05d}.json"
+
+
+def budget_report_name(mixture_file: str = MIXTURE) -> str:
+    """The budget report of a mixture file: `budget.json` for `mixture.json`, `budget-<stem>.json`
+    for a sweep's variant."""
+    stem = Path(mixture_file).stem
+    return BUDGET_REPORT if mixture_file == MIXTURE else f"budget-{stem}.json"
 
 
 @dataclass(frozen=True)
@@ -64,6 +101,10 @@ class BuildLayout:
     @property
     def report(self) -> Path:
         return self.root / REPORT
+
+    def report_file(self, name: str) -> Path:
+        """A file of the report folder (`REPORT_TEXT`, `BAD_INPUT_REPORT`, the plots, a budget)."""
+        return self.report / name
 
     def domain(self, name: str) -> Path:
         """The MDS folder of a domain."""

@@ -1,13 +1,7 @@
 """MDS shard writing (docs/shard-format.md): one folder per domain, one sub-folder per rank.
 
-Layout of a finished domain folder::
-
-    book-65536/
-      index.json            merged index over every rank (streaming's merge_index)
-      manifest.json         tokenizer, seq_len, counts, options, recipe
-      rank-00000/           one MDSWriter output per datatrove rank
-        index.json  shard.00000.mds[.zstd]
-      packing.00000.json    what the packer of rank 0 kept, dropped and padded
+A domain folder holds a merged index over every rank, its manifest, one rank folder per build
+task and the packers' reports; `prolong_data.layout` draws it and names every file.
 
 `streaming` imports torch, so it is only imported inside the functions that need it.
 """
@@ -24,16 +18,9 @@ from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.atomic_write import write_json_atomic
 from prolong_data.contract import HASHES, TOKEN_DTYPE, columns
+from prolong_data.layout import MANIFEST, PACKING_GLOB, RANK_GLOB, index_file, rank_folder
 from prolong_data.mds_format import COMPRESSIONS, DEFAULT_SIZE_LIMIT, NativeMDSWriter, merge_indexes
 from prolong_data.packing.sequence import PackedSequence
-
-MANIFEST = "manifest.json"
-RANK_PREFIX = "rank-"
-
-
-def rank_folder(domain_folder: str | Path, rank: int) -> Path:
-    """Where rank `rank` writes its shards inside a domain folder."""
-    return Path(domain_folder) / f"{RANK_PREFIX}{rank:05d}"
 
 
 def sample_of(seq: PackedSequence, domain: str) -> dict:
@@ -104,16 +91,16 @@ def merge_domain_index(domain_folder: str | Path) -> Path:
     replaces the merged index.
     """
     folder = Path(domain_folder)
-    parts = sorted(p / "index.json" for p in folder.glob(f"{RANK_PREFIX}*") if (p / "index.json").is_file())
+    parts = sorted(index_file(p) for p in folder.glob(RANK_GLOB) if index_file(p).is_file())
     if not parts:
-        raise FileNotFoundError(f"{folder} has no rank-*/index.json: did the build of this domain run?")
+        raise FileNotFoundError(f"{folder} has no {RANK_GLOB}/index.json: did the build of this domain run?")
     return merge_indexes(parts, folder)
 
 
 def read_packing_reports(domain_folder: str | Path) -> dict:
     """Sum of the `packing.NNNNN.json` reports of all ranks of a domain."""
     total: dict = {}
-    for path in sorted(Path(domain_folder).glob("packing.*.json")):
+    for path in sorted(Path(domain_folder).glob(PACKING_GLOB)):
         for key, value in json.loads(path.read_text()).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 total[key] = total.get(key, 0) + value

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from prolong_data.atomic_write import write_json_atomic
+from prolong_data.layout import INDEX, index_file
 
 VALUE_DTYPES = {
     "uint8": 8, "int8": 9, "uint16": 16, "int16": 17, "float16": 18, "uint32": 32, "int32": 33,
@@ -166,7 +167,7 @@ class NativeMDSWriter:
     def finish(self) -> None:
         if self._samples:
             self._flush()
-        write_json_atomic(self.out / "index.json", {"version": 2, "shards": self.shards}, sort_keys=True)
+        write_json_atomic(self.out / INDEX, {"version": 2, "shards": self.shards}, sort_keys=True)
 
     def __enter__(self):
         return self
@@ -180,14 +181,14 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
     """Write `out_folder/index.json` listing the shards of each `<sub>/index.json`, as
     `streaming.base.util.merge_index` does (same bytes): shard basenames get `<sub>/` in front."""
     shards = []
-    for index_file in index_files:
-        sub = Path(index_file).parent.name
-        for shard in json.loads(Path(index_file).read_text())["shards"]:
+    for part in index_files:
+        sub = Path(part).parent.name
+        for shard in json.loads(Path(part).read_text())["shards"]:
             for key in ("raw_data", "zip_data", "raw_meta", "zip_meta"):
                 if shard.get(key):
                     shard[key]["basename"] = f"{sub}/{shard[key]['basename']}"
             shards.append(shard)
-    path = Path(out_folder) / "index.json"
+    path = Path(out_folder) / INDEX
     write_json_atomic(path, {"version": 2, "shards": shards})  # a reader never sees half an index
     return path
 
@@ -203,7 +204,7 @@ class MDSFormatError(ValueError):
 
 def read_index(folder: str | Path) -> list[dict]:
     """The shard entries of `folder/index.json` (a merged index lists rank sub-folders' shards)."""
-    path = Path(folder) / "index.json"
+    path = index_file(folder)
     try:
         index = json.loads(path.read_text())
         shards = index["shards"]

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from prolong_data.atomic_write import write_json_atomic
+from prolong_data.layout import MIXTURE
 
 PROPORTION_TOLERANCE = 1e-6
-MIXTURE_FILE = "mixture.json"
 
 
 @dataclass(kw_only=True)
@@ -72,17 +72,9 @@ class Mixture:
         return {"seq_len": self.seq_len, "streams": [asdict(s) for s in self.streams], **self.extra}
 
 
-def normalized(proportions: dict[str, float]) -> dict[str, float]:
-    """`proportions` scaled to sum to 1 (zero shares stay zero)."""
-    total = sum(proportions.values())
-    if total <= 0:
-        raise ValueError("proportions sum to 0")
-    return {k: v / total for k, v in proportions.items()}
-
-
 def write_mixture(mixture: Mixture, root: str | Path) -> Path:
     """Write `root/mixture.json`."""
-    path = Path(root) / MIXTURE_FILE
+    path = Path(root) / MIXTURE
     write_json_atomic(path, mixture.to_dict(), indent=2)
     return path
 
@@ -91,7 +83,7 @@ def read_mixture(path: str | Path) -> tuple[Mixture, Path]:
     """(mixture, the folder its relative paths start from) from a mixture.json or its folder."""
     path = Path(path)
     if path.is_dir():
-        path = path / MIXTURE_FILE
+        path = path / MIXTURE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: build the shards first (e.g. `make shards`)")
     data = json.loads(path.read_text())

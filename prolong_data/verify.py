@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from prolong_data.contract import ShardError, check_columns, check_sample, file_hash
-from prolong_data.layout import MANIFEST, MIXTURE
+from prolong_data.layout import MANIFEST, MIXTURE, RANK_GLOB, index_file, rank_folder
 from prolong_data.mds_format import MDSFormatError, decompress, iter_shard, read_index
-
-RANK_GLOB = "rank-*"
+from prolong_data.mixture import read_mixture
 
 
 class NotAShardFolder(FileNotFoundError):
@@ -85,7 +84,7 @@ def check(root: str | Path) -> VerifyReport:
     if not root.is_dir():
         raise NotAShardFolder(f"{root} is a file; give a domain folder or a mixture root")
     report = VerifyReport()
-    if (root / "index.json").is_file():
+    if index_file(root).is_file():
         check_domain(root, report)
         return report
     check_mixture_root(root, report)
@@ -110,9 +109,7 @@ def _read_json(path: Path, report: VerifyReport) -> dict | None:
 
 
 def check_mixture_root(root: Path, report: VerifyReport) -> None:
-    from prolong_data.mixture import read_mixture
-
-    domains = {p.name: p for p in sorted(root.iterdir()) if (p / "index.json").is_file()}
+    domains = {p.name: p for p in sorted(root.iterdir()) if index_file(p).is_file()}
     unindexed = [
         p for p in sorted(root.iterdir()) if p.is_dir() and p.name not in domains and any(p.glob(RANK_GLOB))
     ]
@@ -135,7 +132,7 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
         else:
             for domain, folder in mixture.resolved_paths(base).items():
                 wanted[domain] = folder
-                if not (folder / "index.json").is_file() and folder not in {u.resolve() for u in unindexed}:
+                if not index_file(folder).is_file() and folder not in {u.resolve() for u in unindexed}:
                     report.problems.append(
                         f"{root / MIXTURE}: stream {domain!r} names {folder}, which has no index.json"
                     )
@@ -145,12 +142,12 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
         for domain, row in (manifest.get("domains") or {}).items():
             sequences[domain] = int(row.get("sequences", 0))
             folder = root / domain
-            if sequences[domain] and not (folder / "index.json").is_file() and folder not in unindexed:
+            if sequences[domain] and not index_file(folder).is_file() and folder not in unindexed:
                 report.problems.append(
                     f"{root / MANIFEST}: domain {domain!r} has no folder with index.json at {folder}"
                 )
     for name, folder in sorted({**domains, **{f.name: f for f in wanted.values()}}.items()):
-        if not (folder / "index.json").is_file():
+        if not index_file(folder).is_file():
             continue
         samples = check_domain(folder, report, in_build=has_manifest)
         if name in sequences and samples is not None and samples != sequences[name]:
@@ -213,7 +210,7 @@ def check_ranks(folder: Path, shards: list[dict], manifest: dict, report: Verify
     ranks = sorted(p for p in folder.glob(RANK_GLOB) if p.is_dir())
     expected: list[dict] = []
     for rank in ranks:
-        if not (rank / "index.json").is_file():
+        if not index_file(rank).is_file():
             report.problems.append(f"{rank}/index.json is missing")
             continue
         try:
@@ -236,7 +233,8 @@ def check_ranks(folder: Path, shards: list[dict], manifest: dict, report: Verify
     tasks = manifest.get("tasks")
     if isinstance(tasks, int):
         names = {p.name for p in ranks}
-        missing = [f"rank-{r:05d}" for r in range(tasks) if f"rank-{r:05d}" not in names]
+        expected_names = [rank_folder(folder, r).name for r in range(tasks)]
+        missing = [name for name in expected_names if name not in names]
         if missing:
             report.problems.append(
                 f"{folder}: rank folders {', '.join(missing)} are missing ({tasks} tasks built it)"
@@ -345,7 +343,7 @@ def check_samples(
 def rank_problem(rank: Path) -> str | None:
     """What is wrong with the output of one build task (`rank-NNNNN/`: its index and every shard
     file it lists: size, hashes, sample count), or None when it is whole."""
-    if not (rank / "index.json").is_file():
+    if not index_file(rank).is_file():
         return f"{rank}/index.json is missing"
     try:
         shards = read_index(rank)

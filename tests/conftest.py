@@ -29,7 +29,7 @@ def tokenizer_json() -> str:
 
 @pytest.fixture(scope="session")
 def llama3_tok(tokenizer_json):
-    from prolong_data.tokenize import load_tokenizer
+    from prolong_data.tokenization import load_tokenizer
 
     return load_tokenizer(tokenizer_json)
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from prolong_data.contract import check_spans  # the shard contract's span rule (a ValueError)
+from prolong_data.layout import index_file
 from prolong_data.mixture import Mixture, read_mixture, to_streams
 from trainer.loss import IGNORE_INDEX
 
@@ -49,7 +50,7 @@ def load_mixture(path: str | Path) -> tuple[Mixture, Path]:
     except ValueError as error:  # the message names the file when the file's shape is wrong
         raise ValueError(str(error) if str(path) in str(error) else f"{path}: {error}") from None
     for domain, folder in mixture.resolved_paths(root).items():
-        if not (folder / "index.json").is_file():
+        if not index_file(folder).is_file():
             raise ValueError(
                 f"{path} names domain {domain!r} at {folder}, which holds no index.json; build that "
                 "domain (rerun the `prolong-data shards` command of this mixture) or fix mixture.json"
@@ -61,7 +62,7 @@ def masked_domains(mixture: Mixture, root: Path) -> list[str]:
     """Domains of the mixture whose shards carry a ``mask`` column."""
     found = []
     for domain, folder in mixture.resolved_paths(root).items():
-        index = json.loads((folder / "index.json").read_text())
+        index = json.loads(index_file(folder).read_text())
         if any("mask" in shard.get("column_names", []) for shard in index.get("shards", [])):
             found.append(domain)
     return found

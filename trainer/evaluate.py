@@ -6,7 +6,7 @@ FSDP and activation checkpointing behave as in a step): once with the whole docu
 and once cut into ``eval.window``-token windows packed as separate documents. Both passes score
 the same target tokens (a window's first token is never a target, as a document's first token is
 not in training). ``metrics.jsonl`` gets one line per evaluation with, per position bucket
-(``evaluation.tasks.doc_loss.BUCKETS``), the mean loss with the full context
+(``prolong_data.evaluation.tasks.doc_loss.BUCKETS``), the mean loss with the full context
 (``doc_loss/0-1K``), in windows (``doc_loss_window/0-1K``) and their difference
 (``doc_loss_gain/0-1K``, nats per token the longer context saves).
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluation.haystack import read_documents
-from evaluation.tasks.doc_loss import BUCKETS, bucket_name
+from prolong_data.evaluation.haystack import read_documents
+from prolong_data.evaluation.tasks.doc_loss import BUCKETS, bucket_name
 from trainer.attention import DocMask
 from trainer.config import Config
 from trainer.data import labels_from_spans, position_ids_from_spans

@@ -9,12 +9,14 @@ the full logits are never built during training.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from prolong_data.assets import llama3_folder
+from prolong_data.chat import LLAMA3_TEMPLATE
+from prolong_data.hf_tokenizer import load_hf_tokenizer
 from trainer.attention import DocMask, register_attention
 from trainer.config import ModelConfig, TinyConfig
 from trainer.loss import chunked_cross_entropy_sum
@@ -188,49 +190,26 @@ def load_tokenizer(model: ModelConfig):
 
     ``llama3`` is the Llama-3 tokenizer packaged in ``prolong_data`` (``llama3_folder``).
     """
-    from transformers import AutoTokenizer
-
     source = model.tokenizer or (None if model.tiny else model.path)
     if source is None:
         raise ValueError(
             "the tiny model has no tokenizer of its own; pass --model.tokenizer=llama3 or a folder"
         )
     if source == "llama3":
-        from prolong_data.assets import llama3_folder
-
         source = llama3_folder()
-    tokenizer = AutoTokenizer.from_pretrained(source, **_no_mistral_regex_patch(source))
-    tokenizer.init_kwargs.pop("fix_mistral_regex", None)  # not written into exports
-    return tokenizer
+    return load_hf_tokenizer(source)
 
 
-MISTRAL_TYPES = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
-
-
-def _no_mistral_regex_patch(source) -> dict:
-    """``fix_mistral_regex=False`` for a local folder whose config.json names no Mistral model.
-
-    transformers 4.57.3 to 4.57.6 warn "incorrect regex pattern ... fix_mistral_regex=True" for
-    every local folder whose config.json they did not write themselves before 4.57.3, Llama-3
-    exports included; the patch it asks for would change Llama-3's ids (digits one by one instead
-    of up to three). Saying False keeps the tokenizer as saved and skips the false alarm
-    (docs/tokenizers.md).
-    """
-    config = Path(source) / "config.json"
-    if not config.is_file():
-        return {}
-    try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except (OSError, ValueError):
-        return {}
-    return {} if model_type in MISTRAL_TYPES else {"fix_mistral_regex": False}
-
-
-def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) -> Path:
+def export_hf(
+    full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path, *, chat: bool = False
+) -> Path:
     """Writes a from_pretrained-loadable folder: safetensors weights, config.json, tokenizer files.
 
     ``full_state_dict`` holds the unsharded weights of ``CausalLMWithLoss`` (keys start with
-    ``lm.``); they are written in the checkpoint's own dtype (fp32 for the tiny model).
+    ``lm.``); they are written in the checkpoint's own dtype (fp32 for the tiny model). ``chat``:
+    the stage trained on chats (SFT), so the export gets the Llama-3 chat template when its
+    tokenizer has none; a base stage's export keeps its tokenizer as it is, since evaluation reads
+    a chat template as "this is an instruct model".
     """
     from huggingface_hub import save_torch_state_dict
 
@@ -248,9 +227,7 @@ def export_hf(full_state_dict: dict, hf_config, tokenizer, out_dir: str | Path) 
     config.dtype = dtype
     config.save_pretrained(out)
     if tokenizer is not None:
-        if not getattr(tokenizer, "chat_template", None):  # SFT models need one to be used
-            from prolong_data.chat import LLAMA3_TEMPLATE
-
+        if chat and not getattr(tokenizer, "chat_template", None):  # SFT models need one to be used
             tokenizer.chat_template = LLAMA3_TEMPLATE
         tokenizer.save_pretrained(out)
     return out

@@ -355,7 +355,8 @@ def export(run: Run) -> Path | None:
         return None
     final, partial = run.out / "hf", run.out / ".hf.partial"
     shutil.rmtree(partial, ignore_errors=True)  # what a killed export left
-    export_hf(state, run.model.lm.config, load_tokenizer(run.cfg.model), partial)
+    tokenizer = load_tokenizer(run.cfg.model)
+    export_hf(state, run.model.lm.config, tokenizer, partial, chat=run.cfg.data.apply_masks)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     if run.cfg.smoke:

@@ -4,7 +4,7 @@ sample corpus, so the demo recipes and eval's held-out books work from any folde
 `prolong_data/assets/llama3/` holds Meta's `tokenizer.model`, the same tokenizer as an HF
 `tokenizer.json` (both gzipped), `tokenizer_config.json` and the NOTICE the Llama 3 license asks
 for (see docs/tokenizers.md). `llama3_folder()` unpacks them once into a cache folder that Hugging
-Face's `AutoTokenizer.from_pretrained` loads, and that `prolong_data.tokenize.load_tokenizer("llama3")`
+Face's `AutoTokenizer.from_pretrained` loads, and that `prolong_data.tokenization.load_tokenizer("llama3")`
 reads.
 """
 

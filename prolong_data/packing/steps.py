@@ -1,4 +1,5 @@
-"""datatrove steps around the packers: `TokenizedDocument`s in, `PackedSequence`s out.
+"""datatrove steps around the packers: `TokenizedDocument`s in, `PackedSequence`s out; and the
+pack modes that recipes name, each a config class that builds its step (`packing.registry`).
 
 Each step writes what its packer kept, dropped and padded to `report_folder/packing.NNNNN.json`
 (one file per rank), which the domain's manifest sums up.
@@ -8,15 +9,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
 
 from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.atomic_write import write_text_atomic
+from prolong_data.layout import packing_report
 from prolong_data.packing.bfd import BFDPacker
 from prolong_data.packing.binning import LengthBinner
 from prolong_data.packing.concat import ChunkPacker, ConcatPacker
+from prolong_data.packing.registry import PackConfig, register_pack_mode
 from prolong_data.packing.sequence import PackedSequence, PackingStats
+from prolong_data.tokenization import load_tokenizer
 
 
 class _PackStep(PipelineStep):
@@ -34,7 +39,7 @@ class _PackStep(PipelineStep):
             if isinstance(value, int):
                 self.stat_update(key, value=value)
         if self.report_folder:
-            path = Path(self.report_folder) / f"packing.{rank:05d}.json"
+            path = packing_report(self.report_folder, rank)
             write_text_atomic(path, json.dumps(stats.as_dict(), sort_keys=True) + "\n")
 
 
@@ -130,8 +135,6 @@ class PackBestFit(_PackStep):
         """`pad_id`, or the tokenizer's EOS id (looked up when the step runs, not when planned)."""
         if self.pad_id is not None:
             return self.pad_id
-        from prolong_data.tokenize import load_tokenizer
-
         return load_tokenizer(self.tokenizer).eos_id
 
     def run(self, data, rank: int = 0, world_size: int = 1) -> Iterator[PackedSequence]:
@@ -140,3 +143,67 @@ class PackBestFit(_PackStep):
             yield from packer.add(doc.tokens, doc.mask)
         yield from packer.finish()
         self._report(packer.stats, rank)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pack modes of a recipe (`pack: {mode: ...}`), one config class each
+# ----------------------------------------------------------------------------------------------
+
+
+@register_pack_mode
+@dataclass(kw_only=True)
+class ConcatPack(PackConfig):
+    """`concat` (short domains): whole documents end to end, cut every seq_len."""
+
+    mode: str = "concat"
+
+    def step(self, seq_len: int, tokenizer: str, report_folder: str) -> PipelineStep:
+        return PackConcat(seq_len, report_folder=report_folder)
+
+
+@register_pack_mode
+@dataclass(kw_only=True)
+class LengthBinnedPack(PackConfig):
+    """`length_binned` (long domains): documents of at least `chunk_len` tokens cut into chunks."""
+
+    mode: str = "length_binned"
+    chunk_len: int | None = None
+    """The chunk length, the `-65536` / `-524288` of the folder name (required)."""
+    bins: list[int] = field(default_factory=list)
+    """Every bin of the recipe when several long domains share a source (stage 2:
+    `[65536, 524288]`); a document goes to the longest bin it fills first."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.chunk_len:
+            raise ValueError("pack mode length_binned needs `chunk_len` (e.g. 65536)")
+        if self.chunk_len <= 0:
+            raise ValueError(f"pack chunk_len must be positive, got {self.chunk_len}")
+        if any(b <= 0 for b in self.bins):
+            raise ValueError(f"pack bins must be positive token counts, got {self.bins}")
+        if self.bins and self.chunk_len not in self.bins:
+            raise ValueError(f"pack chunk_len {self.chunk_len} must be one of the bins {self.bins}")
+
+    @property
+    def min_document_tokens(self) -> int:
+        """`min_tokens`, by default the smallest bin (a shorter document fills no chunk)."""
+        return self.min_tokens if self.min_tokens is not None else min(self.bins or [self.chunk_len])
+
+    def step(self, seq_len: int, tokenizer: str, report_folder: str) -> PipelineStep:
+        return PackLengthBinned(seq_len, self.chunk_len, bins=self.bins or None, report_folder=report_folder)
+
+
+@register_pack_mode
+@dataclass(kw_only=True)
+class BestFitPack(PackConfig):
+    """`best_fit` (SFT): whole conversations by best-fit-decreasing, padded, with loss masks."""
+
+    mode: str = "best_fit"
+    too_long: Literal["truncate", "drop"] = "truncate"
+    """A conversation longer than seq_len is `truncate`d to it or `drop`ped (counted)."""
+
+    writes_mask: ClassVar[bool] = True
+
+    def step(self, seq_len: int, tokenizer: str, report_folder: str) -> PipelineStep:
+        # the padding span is EOS tokens with mask 0; the step looks the id up when it runs
+        return PackBestFit(seq_len, tokenizer=tokenizer, too_long=self.too_long, report_folder=report_folder)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prolong_data.sources.base import SourceReader, document, relative_source
 from prolong_data.sources.files import TRUNCATED_ERRORS, OversizedFileError, open_binary, read_bounded
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
+from prolong_data.text import normalize_newlines
 
 GUTENBERG_START = re.compile(
     r"^\*\*\* ?START OF (?:THE|THIS) PROJECT GUTENBERG E(?:BOOK|TEXT)\b.*$", re.M | re.I
@@ -23,11 +24,6 @@ GUTENBERG_END = re.compile(
     r"^(?:\*\*\* ?END OF (?:THE|THIS) PROJECT GUTENBERG E(?:BOOK|TEXT)\b.*|End of (?:the |this )?Project Gutenberg\S*\s.*)$",
     re.M | re.I,
 )
-
-
-def normalize_newlines(text: str) -> str:
-    """Text without a leading BOM and with LF line endings only."""
-    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def strip_gutenberg(text: str) -> str:

@@ -36,9 +36,16 @@ from prolong_data.sources.code_files import (
     path_skip_reason,
 )
 from prolong_data.sources.code_order import FILE_ORDERS, OrderCounts, order_files
-from prolong_data.sources.files import OversizedFileError, SpecialFileError, inside, read_regular_file
+from prolong_data.sources.files import (
+    OversizedFileError,
+    SourcePathError,
+    SpecialFileError,
+    inside,
+    read_regular_file,
+)
 from prolong_data.sources.registry import FileSourceConfig, ReaderContext, register_source
 from prolong_data.sources.text_rows import TextRowsReader
+from prolong_data.text import normalize_newlines
 
 REPO_HEADER = "# File: {path}\n"
 """Put before each file of a repository document; `{path}` is `repo/relative/path`."""
@@ -118,8 +125,6 @@ class RepoFolderReader(RepoOrdering, SourceReader):
             self.report_order_counts()
 
     def list_units(self) -> list[str]:
-        from prolong_data.sources.files import SourcePathError
-
         repos: dict[str, str] = {}
         for root in self.paths:
             if not Path(root).is_dir():
@@ -220,7 +225,7 @@ class RepoFolderReader(RepoOrdering, SourceReader):
         if reason is not None:
             self.count_skipped(reason)
             return None
-        return text.removeprefix("\ufeff").replace("\r\n", "\n")  # no BOM, as books and rows
+        return normalize_newlines(text)
 
 
 def _count_files(folder: str) -> int:

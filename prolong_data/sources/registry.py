@@ -28,6 +28,8 @@ from typing import ClassVar, Literal
 
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.tokenization import TokenizeDocuments
+
 UTF8_POLICIES = ("repair", "drop")
 Utf8Policy = Literal["repair", "drop"]
 """What happens to invalid UTF-8 in the input: `repair` (U+FFFD, counted) or `drop` the document
@@ -120,8 +122,6 @@ class SourceConfig:
 
     def tokenize_step(self, tokenizer: str) -> PipelineStep | None:
         """The step that turns this kind's documents into token ids (None: they are ids already)."""
-        from prolong_data.tokenize import TokenizeDocuments
-
         return TokenizeDocuments(tokenizer)
 
     @classmethod

@@ -37,12 +37,13 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
 from prolong_data.contract import MASK_COLUMN, SFT_COLUMNS, TOKEN_DTYPE
+from prolong_data.layout import index_file
 from prolong_data.mds import read_manifest
 from prolong_data.mds_format import MDSFormatError, read_index, shard_ranges, shard_samples
 from prolong_data.sources.bad_input import BadInputLog
 from prolong_data.sources.files import SourcePathError
 from prolong_data.sources.registry import ReaderContext, SourceConfig, register_source
-from prolong_data.tokenize import TokenizedDocument
+from prolong_data.tokenization import TokenizedDocument, load_tokenizer
 
 LLAMA3_BOS, LLAMA3_EOS = 128000, 128001
 TOKEN_COLUMNS = {name: SFT_COLUMNS[name] for name in ("input_ids", "indices", MASK_COLUMN)}
@@ -87,7 +88,7 @@ class TokenizedShardsReader(PipelineStep):
         another tokenizer than the recipe's."""
         recipe_tokenizer = self.recipe_tokenizer()
         for path in self.paths:
-            if not (Path(path) / "index.json").is_file():
+            if not index_file(path).is_file():
                 raise SourcePathError(
                     f"tokenized source {path} has no index.json: give an MDS folder (a domain folder of a "
                     "build, or one of ProLong's released domain folders)"
@@ -103,8 +104,6 @@ class TokenizedShardsReader(PipelineStep):
         if self.tokenizer is None:
             return None
         if self._recipe_tokenizer is None:
-            from prolong_data.tokenize import load_tokenizer
-
             self._recipe_tokenizer = load_tokenizer(self.tokenizer).describe()
         return self._recipe_tokenizer
 

@@ -58,7 +58,7 @@ def small_bpe(heldout_dir):
     from corpus_files import small_byte_level_bpe
     from transformers import PreTrainedTokenizerFast
 
-    from evaluation.haystack import read_documents
+    from prolong_data.evaluation.haystack import read_documents
 
     bpe = small_byte_level_bpe([d.text[:200_000] for d in read_documents(heldout_dir)])
     return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>")

@@ -38,7 +38,7 @@ def test_eval_cli_writes_every_output(tiny_model_dir, heldout_dir, tmp_path, cap
     assert len(prompts) == 4
     for row in prompts:
         assert {"task", "target_length", "depth", "prompt", "answers"} <= set(row)
-        assert row["target_length"] == 512 and row["depth"] == 0.5
+        assert row["target_length"] == 512 and 0 <= row["depth"] <= 1
     results = json.loads((out / "results.json").read_text())
     assert set(results["tasks"]) == set(TASKS.split(",")) - {"doc_loss"}
     assert results["doc_loss"]["buckets"][0]["bucket"] == "0-1K"
@@ -82,8 +82,8 @@ def test_usage_errors_exit_2_with_one_message(args, message):
 
 
 def test_vllm_backend_is_guarded():
-    from evaluation.backends import load_backend
-    from evaluation.errors import EvalUsageError
+    from prolong_data.evaluation.backends import load_backend
+    from prolong_data.evaluation.errors import EvalUsageError
 
     try:
         import vllm  # noqa: F401
@@ -96,7 +96,8 @@ def test_vllm_backend_is_guarded():
 
 def test_parser_and_tasks_import_no_torch():
     code = (
-        "import sys, pipelines.cli, evaluation.cli, evaluation.runner, evaluation.report, evaluation.tasks;"
+        "import sys, pipelines.cli, prolong_data.evaluation.cli, prolong_data.evaluation.runner,"
+        " prolong_data.evaluation.report, prolong_data.evaluation.tasks;"
         "pipelines.cli.build_parser();"
         "bad = [m for m in ('torch', 'transformers', 'vllm', 'matplotlib') if m in sys.modules];"
         "assert not bad, bad"
@@ -104,18 +105,71 @@ def test_parser_and_tasks_import_no_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
-def test_chat_auto_follows_the_model_name(llama3, small_bpe):
-    from evaluation.cli import resolve_chat
+def test_chat_auto_follows_the_tokenizer_never_the_path(llama3, small_bpe):
+    from prolong_data.evaluation.cli import resolve_chat
+    from prolong_data.evaluation.errors import EvalUsageError
 
-    assert resolve_chat("auto", llama3, "org/Llama-3-8B-Instruct")
-    assert resolve_chat("auto", llama3, "runs/sft/hf")
-    assert not resolve_chat("auto", llama3, "runs/stage1-64k/hf")
-    assert not resolve_chat("auto", small_bpe, "some-chat-model")  # no template to use
-    assert resolve_chat("on", llama3, "x") and not resolve_chat("off", llama3, "x-instruct")
+    assert resolve_chat("auto", llama3)  # a chat template in the tokenizer config: an instruct model
+    assert not resolve_chat("auto", small_bpe)  # none: base format
+    assert not resolve_chat("off", llama3)
+    with pytest.raises(EvalUsageError, match="no chat template; use --chat off"):
+        resolve_chat("on", small_bpe)
+
+
+@pytest.fixture(scope="module")
+def base_model_under_sft_path(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model without a chat template, saved under ``runs/sft-x/hf``: a base model by its tokenizer."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("runs") / "sft-x" / "hf"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_a_base_model_under_an_sft_path_stays_base(base_model_under_sft_path, tmp_path):
+    out = tmp_path / "eval"
+    args = ["eval", "--model", str(base_model_under_sft_path), "--tasks", "json_kv", "--lengths", "512",
+            "--samples", "1", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((out / "settings.json").read_text())["chat"] is False
+    prompt = json.loads((out / "prompts.jsonl").read_text().splitlines()[0])
+    assert prompt["chat"] is False and prompt["prompt"].endswith("Corresponding value:")
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--lengths", "16K,32K"], "32768 exceed the 16,384 positions"),
+        (["--lengths", "512", "--chat", "on"], "no chat template; use --chat off"),
+    ],
+)
+def test_refused_up_front_with_one_line(base_model_under_sft_path, tmp_path, extra, message):
+    done = run_cli(
+        "--model", str(base_model_under_sft_path), "--tasks", "json_kv", "--out", str(tmp_path / "o"), *extra
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_out_naming_a_file_is_refused(tiny_model_dir, tmp_path):
+    (tmp_path / "taken").write_text("a file of the user's")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "below"):
+        done = run_cli(
+            "--model", str(tiny_model_dir), "--tasks", "json_kv", "--lengths", "512", "--out", str(out)
+        )
+        assert done.returncode == 2 and "is a file, not a folder" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert (tmp_path / "taken").read_text() == "a file of the user's"
 
 
 def test_lengths_accept_k_suffixes():
-    from evaluation.cli import parse_lengths
+    from prolong_data.evaluation.cli import parse_lengths
 
     assert parse_lengths("8192, 16K,128k") == (8192, 16384, 131072)
 

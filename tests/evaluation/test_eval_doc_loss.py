@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation.tasks.doc_loss import (
+from prolong_data.evaluation.tasks.doc_loss import (
     BUCKETS,
     aggregate,
     bucket_name,
@@ -17,7 +17,7 @@ from evaluation.tasks.doc_loss import (
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    from evaluation.backends.hf import HFBackend
+    from prolong_data.evaluation.backends.hf import HFBackend
 
     return HFBackend(str(tiny_model_dir), device="cpu")
 
@@ -33,8 +33,8 @@ def direct_losses(backend, ids: list[int]) -> np.ndarray:
 
 
 def test_token_losses_equal_the_direct_computation(backend, heldout_dir, monkeypatch):
-    import evaluation.backends.hf as hf
-    from evaluation.haystack import read_documents
+    import prolong_data.evaluation.backends.hf as hf
+    from prolong_data.evaluation.haystack import read_documents
 
     text = read_documents(heldout_dir)[0].text
     ids = document_ids(backend.tokenizer, text, 1100)
@@ -49,7 +49,7 @@ def test_token_losses_equal_the_direct_computation(backend, heldout_dir, monkeyp
 
 
 def test_windows_and_buckets_match_a_direct_computation(backend, heldout_dir):
-    from evaluation.haystack import read_documents
+    from prolong_data.evaluation.haystack import read_documents
 
     text = read_documents(heldout_dir)[0].text
     ids = document_ids(backend.tokenizer, text, 1100)

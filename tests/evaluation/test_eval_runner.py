@@ -7,10 +7,10 @@ import json
 import pytest
 from tests_eval_helpers import oracle_answer
 
-from evaluation.backends import Reader
-from evaluation.errors import EvalUsageError
-from evaluation.report import compare_markdown, load_results
-from evaluation.runner import EvalSettings, Stream, run_evaluation
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.report import compare_markdown, load_results
+from prolong_data.evaluation.runner import EvalSettings, Stream, run_evaluation
 
 
 def settings_for(heldout_dir, **extra) -> EvalSettings:
@@ -88,14 +88,18 @@ def test_results_and_comparison(llama3, heldout_dir, tmp_path):
     a, b = load_results(tmp_path / "a"), load_results(tmp_path / "b")
     cell = a["tasks"]["niah_single"]["512"]
     assert cell["score"] == 100.0 and cell["samples"] == 4
-    assert set(cell["depths"]) == {"0", "1"} and all(d["samples"] == 2 for d in cell["depths"].values())
-    assert 0.99 * 512 <= cell["prompt_tokens"] <= 512
+    # 4 samples stratified over [0, 1]: two in each half, the heatmap's two depth bins
+    assert set(cell["depths"]) == {"0-0.5", "0.5-1"} and all(
+        d["samples"] == 2 for d in cell["depths"].values()
+    )
+    assert 0.99 * (512 - 50) <= cell["prompt_tokens"] <= 512 - 50  # the generation budget is inside
     assert a["settings"]["seed"] == 0 and a["model"] == "reader"
     table = (tmp_path / "a" / "results.md").read_text()
-    assert "| niah_single | 100.0 |" in table and "recall (mean)" in table
+    assert "| niah_single | 100.0 [100.0, 100.0] n=4 |" in table and "mean of the recall tasks" in table
     assert (tmp_path / "a" / "needle_depth.png").stat().st_size > 1000
     text = compare_markdown(a, b, "a", "b")
-    assert "| json_kv | 512 | 100.0 | 0.0 | -100.0 |" in text
+    assert "| json_kv | 512 | 100.0 [100.0, 100.0] n=4 | 0.0 [0.0, 0.0] n=4 | -100.0 | yes |" in text
+    assert "same model, tokenizer, protocol, tasks, lengths, held-out set, seed" in compare_markdown(a, a)
     with pytest.raises(EvalUsageError, match="no results.json"):
         load_results(tmp_path / "missing")
 

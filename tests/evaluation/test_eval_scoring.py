@@ -8,11 +8,11 @@ import json
 import pytest
 from tests_eval_helpers import oracle_answer
 
-from evaluation.backends import Reader
-from evaluation.prompts import Example
-from evaluation.runner import EvalSettings, run_evaluation
-from evaluation.scoring import normalize_answer, parse_after, recall_all, substring_exact_match
-from evaluation.tasks import RECALL_TASKS
+from prolong_data.evaluation.backends import Reader
+from prolong_data.evaluation.prompts import Example
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation
+from prolong_data.evaluation.scoring import normalize_answer, parse_after, recall_all, substring_exact_match
+from prolong_data.evaluation.tasks import RECALL_TASKS
 
 UUID = "5f0c3a7e-91d2-4b6a-8c1e-2d7f9a0b4e13"
 

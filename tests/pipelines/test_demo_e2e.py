@@ -80,7 +80,7 @@ def test_streaming_reads_back_the_recipe_shares(demo):
 
 
 def test_every_code_document_is_a_multi_file_repository(demo, tokenizer_json):
-    from prolong_data.tokenize import load_tokenizer
+    from prolong_data.tokenization import load_tokenizer
 
     tok = load_tokenizer(tokenizer_json)
     repos = set()

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from pipeline_helpers import read_json, tiny_recipe
 
-from evaluation.haystack import DEFAULT_HELDOUT
 from pipelines.cli import build_parser, main
 from pipelines.recipe import load_recipe, recipe_names
 from prolong_data.assets import SAMPLE_CORPUS
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -78,7 +78,7 @@ def test_out_naming_a_file_is_refused(tmp_path, tiny_recipe_file, capsys):
 
 
 def test_hub_ids_are_only_org_slash_name_with_no_local_path(tmp_path, monkeypatch):
-    from prolong_data.tokenize import looks_like_hub_id
+    from prolong_data.tokenization.loading import looks_like_hub_id
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mytok").mkdir()

@@ -229,7 +229,7 @@ def test_bom_is_stripped_from_code_files_as_from_books(tmp_path):
 def test_the_engine_check_on_a_30mb_single_line_book_encodes_a_bounded_sample(monkeypatch, tokenizer_json):
     from datatrove.data import Document
 
-    from prolong_data import tokenize as T
+    from prolong_data.tokenization import step as T
 
     text = " ".join(["word"] * 6_000_000)  # 30 MB, no newline: no safe boundary anywhere
     seen = []
@@ -247,7 +247,7 @@ def test_the_engine_check_on_a_30mb_single_line_book_encodes_a_bounded_sample(mo
 
 
 def test_identity_sample_is_a_prefix_cut_at_a_safe_boundary_when_one_is_near():
-    from prolong_data.tokenize import identity_sample
+    from prolong_data.tokenization.step import identity_sample
 
     text = "Alpha beta.\nGamma delta.\n" * 10_000
     sample = identity_sample(text, 1000)
@@ -259,7 +259,8 @@ def test_identity_sample_is_a_prefix_cut_at_a_safe_boundary_when_one_is_near():
 def test_exactness_holds_on_the_sample_the_check_sees(llama3_tok):
     """The identity check compares an engine with the reference on the same bounded sample:
     whatever the cut, both encode the same string, so a disagreement is always caught."""
-    from prolong_data.tokenize import build_engine, engine_matches_reference, identity_sample
+    from prolong_data.tokenization.engines import build_engine, engine_matches_reference
+    from prolong_data.tokenization.step import identity_sample
 
     text = ("Chapter one. It was a dark night, said Anne; " * 3000).replace(";", ";\n", 7)
     engine = build_engine("tiktoken", llama3_tok)

@@ -136,11 +136,12 @@ def test_an_alias_that_contains_itself_is_refused():
 
 def test_a_huge_wrong_value_is_named_in_a_short_message():
     """A wrong-typed value of a million items: the message shows a few of them, not all."""
-    from pipelines.recipe import recipe_from_dict
+    from pipelines.recipe import Recipe
+    from prolong_data.config import from_dict
 
     big = list(range(1_000_000))
     with pytest.raises(ConfigError) as caught:
-        recipe_from_dict({"name": "x", "seq_len": 1024, "description": big, "domains": []})
+        from_dict(Recipe, {"name": "x", "seq_len": 1024, "description": big, "domains": []})
     assert "description: expected a string, got list [0, 1, 2, 3, 4, 5, ...]" in str(caught.value)
     assert len(str(caught.value)) < 200
 

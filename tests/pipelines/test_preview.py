@@ -16,7 +16,7 @@ from pipelines.cli import main
 from pipelines.preview import preview_steps
 from pipelines.recipe import load_recipe
 from prolong_data.inspection import iter_samples
-from prolong_data.tokenize import TokenizeDocuments
+from prolong_data.tokenization import TokenizeDocuments
 
 REPOS = {  # three repositories whose files import each other (so dependency order moves them)
     f"proj{r}": {

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
-from pipelines.recipe import load_recipe, recipe_from_dict, recipe_names, recipe_to_yaml
+from pipelines.recipe import Recipe, load_recipe, recipe_names, recipe_to_yaml
+from prolong_data.config import from_dict
 
 STAGE1 = {
     "thestackv1_concat_by_repo-65536": 0.30,
@@ -64,7 +67,7 @@ def test_demo_mixture_is_stage1_renormalised():
 
 def test_long_share_and_proportion_overrides():
     s1 = load_recipe("stage1-64k")
-    shares = s1.with_overrides(long_share=0.4).mixture_proportions()
+    shares = dataclasses.replace(s1, long_share=0.4).mixture_proportions()
     assert shares["book-65536"] == pytest.approx(0.2) and shares["fineweb-edu"] == pytest.approx(
         0.1 * 0.6 / 0.4
     )
@@ -76,25 +79,25 @@ def test_long_share_and_proportion_overrides():
     with pytest.raises(ValueError, match="unknown domains"):
         s1.with_proportions({"nope": 0.1})
     with pytest.raises(ValueError, match="long_share"):
-        s1.with_overrides(long_share=1.5)
+        dataclasses.replace(s1, long_share=1.5)
 
 
 def test_validation_messages_say_what_to_fix():
     data = yaml.safe_load(open(load_recipe.__globals__["RECIPES_DIR"] / "stage1-64k.yaml"))
     data["domains"][0]["proportion"] = 0.5
     with pytest.raises(ValueError, match="sum to 1.200000, not 1.*fix them"):
-        recipe_from_dict(data)
+        from_dict(Recipe, data)
     data["domains"][0]["proportion"] = 0.3
     data["domains"][0]["colour"] = "red"
     with pytest.raises(ValueError, match="unknown DomainConfig field\\(s\\) \\[.colour.\\]"):
-        recipe_from_dict(data)
+        from_dict(Recipe, data)
     del data["domains"][0]["colour"]
     data["domains"][0]["pack"] = {"mode": "length_binned"}
     with pytest.raises(ValueError, match="needs `chunk_len`"):
-        recipe_from_dict(data)
+        from_dict(Recipe, data)
     data["domains"][0]["pack"] = {"mode": "length_binned", "chunk_len": 50000}
     with pytest.raises(ValueError, match="not a multiple"):
-        recipe_from_dict(data)
+        from_dict(Recipe, data)
     with pytest.raises(ValueError, match="no recipe 'nope'"):
         load_recipe("nope")
 
@@ -255,7 +258,7 @@ def test_every_shipped_and_hand_written_recipe_loads_and_round_trips(tmp_path):
     path.write_text(TODAYS_FORMAT)
     recipes = [load_recipe(n) for n in recipe_names()] + [load_recipe(path)]
     for recipe in recipes:
-        assert recipe_from_dict(yaml.safe_load(recipe_to_yaml(recipe))) == recipe
+        assert from_dict(Recipe, yaml.safe_load(recipe_to_yaml(recipe))) == recipe
     hand = recipes[-1]
     kinds = [type(s).__name__ for d in hand.domains for s in d.sources]
     assert kinds == [
@@ -303,28 +306,33 @@ def test_every_shipped_and_hand_written_recipe_loads_and_round_trips(tmp_path):
             r"kinds \['code_rows', 'rows'\] cannot share a domain",
         ),
         ({"pack": {"mode": "length_binned", "chunk_len": 4096, "bins": [1024]}}, "must be one of the bins"),
-        ({"pack": {"mode": "pack_tight"}}, r"pack.mode: 'pack_tight' is not one of \['concat'"),
+        (
+            {"pack": {"mode": "pack_tight"}},
+            r"pack: pack mode 'pack_tight' is not one of \['best_fit', 'concat', 'length_binned'\]",
+        ),
+        ({"pack": {"mode": "concat", "chunk_len": 4096}}, r"unknown pack field\(s\) \['chunk_len'\]"),
     ],
 )
 def test_domain_checks_run_when_the_recipe_loads(tmp_path, change, message):
     data = yaml.safe_load(TODAYS_FORMAT)
     data["domains"][2].update(change)
     with pytest.raises(ValueError, match=message):
-        recipe_from_dict(data)
+        from_dict(Recipe, data)
 
 
 def test_planning_loads_no_tokenizer(tmp_path, monkeypatch):
     """Planning (and so `--help`-fast failures) never loads a tokenizer, even for best_fit's pad id."""
-    import prolong_data.tokenize as tokenize
-    from pipelines.build import PACK_STEPS, plan_domain
-    from pipelines.recipe import PACK_MODES
+    import prolong_data.tokenization.loading as tokenize
+    from pipelines.build import plan_domain
+    from prolong_data.layout import BuildLayout
+    from prolong_data.packing.registry import pack_modes
 
     monkeypatch.setattr(tokenize, "_load_tokenizer_cached", lambda *a: pytest.fail("tokenizer loaded"))
-    assert set(PACK_STEPS) == set(PACK_MODES)
+    assert pack_modes() == ["best_fit", "concat", "length_binned"]
     for name in ("sft", "stage2-512k"):
         recipe = load_recipe(name)
         for domain in recipe.present_domains():
-            plan = plan_domain(recipe, domain, tmp_path, None)
+            plan = plan_domain(recipe, domain, BuildLayout(tmp_path), None)
             packer = plan.build_steps[-2]
             assert (
                 type(packer).__name__

@@ -130,7 +130,7 @@ def test_executor_options_are_passed(tmp_path, monkeypatch):
 
     from pipelines import shards as shards_cmd
     from pipelines.build import BuildOptions
-    from pipelines.executors import make_executor
+    from pipelines.executors import check_executor_options, make_executor
 
     parser = argparse.ArgumentParser()
     shards_cmd.add_parser(parser.add_subparsers())
@@ -179,7 +179,7 @@ def test_executor_options_are_passed(tmp_path, monkeypatch):
     assert type(executor).__name__ == "SlurmPipelineExecutor" and executor.tasks == 5
     assert executor.partition == "cpu" and executor.cpus_per_task == 4 and executor.workers == 3
     with pytest.raises(ValueError, match="--slurm-partition"):
-        make_executor(BuildOptions(out=tmp_path, executor="slurm"), [], 1, tmp_path, "read")
+        check_executor_options(BuildOptions(out=tmp_path, executor="slurm"))
 
 
 def _run_steps(steps: list) -> None:
@@ -214,11 +214,12 @@ def test_keep_removed_writes_what_the_filters_removed(tmp_path, tiny_corpus, tok
     import json
 
     from pipelines.build import BuildOptions, plan_build
-    from pipelines.recipe import recipe_from_dict
+    from pipelines.recipe import Recipe
+    from prolong_data.config import from_dict
 
     data = tiny_recipe(tiny_corpus, tokenizer_json)
     data["domains"][3]["keep_removed"] = True  # qa: its rows hold one exact duplicate
-    recipe = recipe_from_dict(data).resolved()
+    recipe = from_dict(Recipe, data).resolved()
     out = tmp_path / "out"
     qa = {p.config.name: p for p in plan_build(recipe, BuildOptions(out=out, tasks=1))}["qa"]
     _run_steps(qa.build_steps)

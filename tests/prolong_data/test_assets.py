@@ -10,8 +10,9 @@ import sys
 
 import numpy as np
 
-from prolong_data import tokenize as T
 from prolong_data.assets import LLAMA3_ASSETS, llama3_folder
+from prolong_data.tokenization import engines as T
+from prolong_data.tokenization.loading import llama3_special_tokens
 
 
 def test_packaged_tokenizer_json_has_the_ids_of_metas_tokenizer_model():
@@ -22,7 +23,7 @@ def test_packaged_tokenizer_json_has_the_ids_of_metas_tokenizer_model():
     assert len(meta) == 128000 and ranks == meta  # every BPE token, same id
     assert pattern == T.LLAMA3_PATTERN
     special = sorted((t["id"], t["content"]) for t in spec["added_tokens"])
-    assert [content for _, content in special] == T.llama3_special_tokens()
+    assert [content for _, content in special] == llama3_special_tokens()
     assert [i for i, _ in special] == list(range(128000, 128256))
 
 
@@ -48,7 +49,7 @@ def test_llama3_loads_offline_without_transformers_or_llama_models():
     code = (
         "import sys\n"
         "sys.modules['llama_models'] = None; sys.modules['transformers'] = None  # importing them fails\n"
-        "from prolong_data.tokenize import load_tokenizer, build_engine\n"
+        "from prolong_data.tokenization import load_tokenizer, build_engine\n"
         "tok = load_tokenizer('llama3')\n"
         "assert (tok.vocab_size, tok.bos_id, tok.eos_id) == (128256, 128000, 128001)\n"
         "assert tok.hf.token_to_id('<|eot_id|>') == 128009 and tok.tiktoken_file.endswith('tokenizer.model')\n"

@@ -16,7 +16,6 @@ from prolong_data.config import (
     merge,
     parse_overrides,
     read_yaml,
-    split_file_option,
     to_dict,
 )
 
@@ -158,12 +157,6 @@ def test_parse_overrides():
     for bad in (["stray"], ["--"], ["--a..b=1"]):
         with pytest.raises(ConfigError, match="--section.field=value"):
             parse_overrides(bad)
-
-
-def test_split_file_option():
-    assert split_file_option(["--config", "c.yaml", "--a=1"]) == ("c.yaml", ["--a=1"])
-    assert split_file_option(["--a=1", "--config=c.yaml"]) == ("c.yaml", ["--a=1"])
-    assert split_file_option(["--a=1"]) == (None, ["--a=1"])
 
 
 def test_overrides_merge_into_nested_fields_and_list_items():

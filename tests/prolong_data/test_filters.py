@@ -16,7 +16,7 @@ from prolong_data.filters import (
     ValidUtf8Filter,
     quality_filters,
 )
-from prolong_data.tokenize import TokenizedDocument
+from prolong_data.tokenization import TokenizedDocument
 
 
 def run(step, docs):

@@ -9,7 +9,7 @@ import pytest
 
 from prolong_data.mds import MDSShardWriter, finalize_domain, read_manifest
 from prolong_data.packing.steps import PackConcat, PackLengthBinned
-from prolong_data.tokenize import TokenizeDocuments
+from prolong_data.tokenization import TokenizeDocuments
 
 SEQ_LEN = 8192
 

@@ -11,12 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prolong_data import tokenize as T
+import prolong_data
+from prolong_data.tokenization import TokenizeDocuments, TokenizerError
+from prolong_data.tokenization import engines as T
 
 
 def test_import_prolong_data_does_not_import_torch():
     code = (
-        "import sys, prolong_data, prolong_data.tokenize, prolong_data.packing, prolong_data.packing.steps, "
+        "import sys, prolong_data, prolong_data.tokenization, prolong_data.packing, prolong_data.packing.steps, "
         "prolong_data.mds, prolong_data.inspection, prolong_data.verify, prolong_data.contract, "
         "prolong_data.layout, prolong_data.mixture\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
@@ -29,7 +31,7 @@ def test_load_tokenizer_from_folder_and_missing_path(tokenizer_json, tmp_path):
 
     tok = T.load_tokenizer(str(Path(tokenizer_json).parent))
     assert tok.bos_id == 128000 and tok.vocab_size == 128256
-    with pytest.raises(T.TokenizerError, match="no such file or folder"):
+    with pytest.raises(TokenizerError, match="no such file or folder"):
         T.load_tokenizer(str(tmp_path / "missing.json"))
 
 
@@ -61,7 +63,7 @@ def _short_and_code_texts(corpus) -> list[str]:
     texts = []
     for name in ("dict", "instruct", "math", "qa", "wiki"):
         texts += [row["text"] for row in itertools.islice(iter_rows(corpus, f"short/{name}.jsonl"), 150)]
-    sources = sorted(Path(T.__file__).parent.rglob("*.py"))[:20]
+    sources = sorted(Path(prolong_data.__file__).parent.rglob("*.py"))[:20]
     return texts + [p.read_text(encoding="utf-8") for p in sources]
 
 
@@ -127,7 +129,7 @@ def test_tokenize_step_adds_bos_and_eos(tokenizer_json, llama3_tok):
     from datatrove.data import Document
 
     docs = [Document(text="Hello there.\nGeneral Kenobi!", id="a"), Document(text="", id="b")]
-    out = list(T.TokenizeDocuments(tokenizer_json, check_docs=1)(iter(docs)))
+    out = list(TokenizeDocuments(tokenizer_json, check_docs=1)(iter(docs)))
     assert [d.id for d in out] == ["a", "b"]
     body = llama3_tok.encode_reference(docs[0].text)
     assert out[0].tokens.tolist() == [128000, *body.tolist(), 128001]

@@ -75,7 +75,7 @@ def test_sft_config_carries_the_prolong_sft_values():
     assert smoke.data.mixture == "data/shards/sft-demo/mixture.json" and smoke.model.path == "elsewhere"
 
 
-def test_export_adds_the_llama3_chat_template_and_loads_back(tmp_path, tokenizer_json):
+def test_an_sft_export_adds_the_llama3_chat_template_and_loads_back(tmp_path, tokenizer_json):
     import pytest
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -88,7 +88,9 @@ def test_export_adds_the_llama3_chat_template_and_loads_back(tmp_path, tokenizer
     plain = PreTrainedTokenizerFast(tokenizer_file=tokenizer_json, bos_token="<|begin_of_text|>")
     assert not plain.chat_template
     state = {f"lm.{k}": v for k, v in lm.state_dict().items()}
-    out = export_hf(state, lm.config, plain, tmp_path / "hf")
+    base = export_hf(state, lm.config, plain, tmp_path / "base")
+    assert not AutoTokenizer.from_pretrained(base).chat_template  # a base stage stays base for eval
+    out = export_hf(state, lm.config, plain, tmp_path / "hf", chat=True)
     assert AutoTokenizer.from_pretrained(out).chat_template == LLAMA3_TEMPLATE
     check_export_loads(out, state)
     state["lm.lm_head.weight"] = state["lm.lm_head.weight"] + 1

@@ -7,7 +7,7 @@ import transformers
 from corpus_files import iter_rows
 from packaging.version import Version
 
-from prolong_data.tokenize import load_tokenizer as load_data_tokenizer
+from prolong_data.tokenization import load_tokenizer as load_data_tokenizer
 from trainer.config import ModelConfig
 from trainer.model import load_tokenizer
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.errors import EvalUsageError
 
 BACKENDS = ("hf", "vllm")
 
@@ -29,6 +29,10 @@ class Backend:
     def generate(self, ids: list[int], max_new_tokens: int) -> str:
         """Greedy continuation of ``ids``, decoded without special tokens."""
         raise NotImplementedError
+
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of several prompts at once (one at a time unless a back end batches)."""
+        return [self.generate(ids, max_new_tokens) for ids in prompts]
 
     def token_losses(self, ids: list[int]) -> np.ndarray:
         """Negative log-likelihood (nats) of each of ``ids[1:]`` given the tokens before it, float64."""
@@ -56,11 +60,11 @@ def load_backend(
 ) -> Backend:
     """The back end ``name`` with ``model`` loaded (``max_length``: the longest sequence it must take)."""
     if name == "hf":
-        from evaluation.backends.hf import HFBackend
+        from prolong_data.evaluation.backends.hf import HFBackend
 
         return HFBackend(model, device=device, dtype=dtype)
     if name == "vllm":
-        from evaluation.backends.vllm import VLLMBackend
+        from prolong_data.evaluation.backends.vllm import VLLMBackend
 
         return VLLMBackend(model, dtype=dtype, max_length=max_length)
     raise EvalUsageError(f"unknown back end {name!r}; choose one of {', '.join(BACKENDS)}")

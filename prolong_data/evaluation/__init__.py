@@ -6,6 +6,7 @@ through a back end (``evaluation/backends/``: transformers, or vLLM when install
 (``evaluation/scoring.py``), streams results to disk so a killed run resumes
 (``evaluation/runner.py``), and writes tables and plots (``evaluation/report.py``).
 
-This package imports ``prolong_data`` only; torch, transformers, vLLM and matplotlib are imported
-inside the functions that need them.
+Of the rest of the project it imports only ``prolong_data.text`` (held-out text is normalised as the build
+normalises it), never ``pipelines`` or ``trainer``; torch, transformers, vLLM and matplotlib are
+imported inside the functions that need them.
 """

@@ -4,11 +4,14 @@ A needle is the sentence ``One of the special magic numbers for KEY is: VALUE.``
 adjective-noun pair and VALUE a 7-digit number, inserted at a sentence start of a window of the
 held-out documents. The question asks for the number(s) of one key:
 
-* ``niah_single``: one needle, at the requested depth.
-* ``niah_multikey``: the queried needle at the requested depth plus three distractor needles with
-  other keys (and other values) at random depths; only the queried key's value scores.
-* ``niah_multivalue``: four needles with the same key and four values; the first at the requested
-  depth, the others at random depths; the score is the fraction of the four values recalled.
+* ``niah_single``: one needle.
+* ``niah_multikey``: the queried needle plus three distractor needles with other keys (and other
+  values); only the queried key's value scores.
+* ``niah_multivalue``: four needles with the same key and four values; the score is the fraction
+  of the four values recalled.
+
+Every needle has its own depth, sampled stratified over [0, 1] (``tasks.base.stratified_depths``),
+and goes to the sentence start nearest that depth (``haystack.sentence_starts``).
 
 Base-format prompt (single value; the multivalue wording is plural, as RULER's)::
 
@@ -17,18 +20,17 @@ Base-format prompt (single value; the multivalue wording is plural, as RULER's):
     What is the special magic number for KEY mentioned in the provided text?
     The special magic number for KEY mentioned in the provided text is
 
-Scored as HELMET's ``ruler_recall`` (``evaluation.scoring.recall_all``).
+Scored as HELMET's ``ruler_recall`` (``prolong_data.evaluation.scoring.recall_all``).
 """
 
 from __future__ import annotations
 
 import random
 
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import Haystack, sentence_start
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length
-from evaluation.scoring import recall_all
-from evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.haystack import Haystack, nearest, sentence_starts
+from prolong_data.evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, prompt_budget
+from prolong_data.evaluation.scoring import recall_all
+from prolong_data.evaluation.tasks.base import RecallTask
 
 NEEDLE = "One of the special magic numbers for {key} is: {value}."
 
@@ -80,7 +82,8 @@ def insert_needles(text: str, needles: list[tuple[float, str]]) -> tuple[str, li
 
     Returns the new text and the character offset of each needle in it (in the order given).
     """
-    positions = [sentence_start(text, round(depth * len(text))) for depth, _ in needles]
+    starts = sentence_starts(text)
+    positions = [nearest(starts, round(depth * len(text))) for depth, _ in needles]
     order = sorted(range(len(needles)), key=lambda i: (positions[i], i))
     pieces, offsets, last, shift = [], [0] * len(needles), 0, 0
     for i in order:
@@ -104,13 +107,20 @@ class Needles(RecallTask):
     needs_haystack = True
     max_new_tokens = 50
 
-    def __init__(self, name: str, keys: int, values: int):
-        self.name, self.keys, self.values = name, keys, values
+    def __init__(self, name: str, keys: int, values: int, queried: int = 1):
+        self.name, self.keys, self.values, self.queried = name, keys, values, queried
+        self.needles = keys * values
 
     def example(
-        self, index: int, length: int, depth: float, rng: random.Random, fmt: PromptFormat, haystack: Haystack
+        self,
+        index: int,
+        length: int,
+        depths: list[float],
+        rng: random.Random,
+        fmt: PromptFormat,
+        haystack: Haystack,
     ) -> Example:
-        user_template, prefix_template = templates(plural=self.values > 1)
+        user_template, prefix_template = templates(plural=self.values * self.queried > 1)
         keys: list[str] = []
         while len(keys) < self.keys:
             key = random_key(rng)
@@ -121,13 +131,14 @@ class Needles(RecallTask):
             value = random_value(rng)
             if value not in values:
                 values.append(value)
-        query = keys[0]
-        # (depth, needle): the queried key's first value at the requested depth, the rest at random depths
+        asked = keys[: self.queried]  # RULER's wording: "k1, k2, and k3"
+        query = ", ".join(asked[:-1]) + ", and " + asked[-1] if len(asked) > 1 else asked[0]
+        # (depth, needle): the queried key's values first, each needle at its own sampled depth
         needles = [
-            (depth if i == 0 else rng.random(), NEEDLE.format(key=keys[i // self.values], value=values[i]))
+            (depths[i], NEEDLE.format(key=keys[i // self.values], value=values[i]))
             for i in range(len(values))
         ]
-        answers = values[: self.values]
+        answers = values[: self.values * self.queried]
         start = haystack.random_start(rng)
         before, after = user_template.split("{context}")
         before, after = before.format(query=query), after.format(query=query)
@@ -138,30 +149,26 @@ class Needles(RecallTask):
             prompt, offset = fmt.render(before + context + after, prefix)
             return prompt, offset + len(before), offset + len(before) + len(context)
 
+        target = prompt_budget(length, self.max_new_tokens)
         most = length * 8  # characters; far more than ``length`` tokens of text in any tokenizer
-        try:
-            chars, prompt, n = fit_to_length(lambda c: render(c)[0], fmt.count, length, most)
-        except ValueError as error:
-            raise EvalUsageError(
-                f"{self.name} cannot fit in {length} tokens ({error}); use longer --lengths"
-            ) from error
-        if n < length * (1 - LENGTH_TOLERANCE):
-            raise RuntimeError(f"{self.name}: fitted {n} tokens for a target of {length}")
+        chars, n = self.fit(lambda c: render(c)[0], fmt, length, most)
+        if n < target * (1 - LENGTH_TOLERANCE):
+            raise RuntimeError(f"{self.name}: fitted {n} tokens for a target of {target}")
         prompt, begin, end = render(chars)
         for value in values:
             if prompt.count(value) != 1:  # the haystack happens to hold this number: draw the example again
-                return self.example(index, length, depth, rng, fmt, haystack)
+                return self.example(index, length, depths, rng, fmt, haystack)
         return self.make_example(
             index,
             length,
-            depth,
+            depths,
             fmt,
             prompt=prompt,
             answers=answers,
             prompt_tokens=n,
             answer_prefix=prefix,
             context_span=(begin, end),
-            distractors=values[self.values :],
+            distractors=values[self.values * self.queried :],
         )
 
     def score(self, output: str, example: Example) -> float:

@@ -1,4 +1,4 @@
-"""The transformers back end: one prompt at a time, greedy decoding, chunked per-token losses."""
+"""The transformers back end: greedy decoding of one prompt or a left-padded batch, chunked per-token losses."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.hf_tokenizer import load_hf_tokenizer
 
 LOSS_CHUNK = 4096
 """Positions per chunk of the LM head in ``token_losses``: bounds the logits to chunk x vocab floats."""
@@ -16,12 +17,22 @@ LOSS_CHUNK = 4096
 
 def load_tokenizer(model: str):
     """The model's own tokenizer (a folder or hub id); a usage error when it cannot be loaded."""
-    from transformers import AutoTokenizer
-
     try:
-        return AutoTokenizer.from_pretrained(model)
+        return load_hf_tokenizer(model)
     except (OSError, ValueError) as error:
         raise EvalUsageError(f"cannot load --model {model!r}: {_where(model, error)}") from error
+
+
+def model_max_positions(model: str) -> int | None:
+    """The model's ``max_position_embeddings`` (of its text model for multimodal configs), if it states one."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        raise EvalUsageError(f"cannot load --model {model!r}: {_where(model, error)}") from error
+    config = getattr(config, "text_config", None) or config
+    return getattr(config, "max_position_embeddings", None)
 
 
 def _where(model: str, error: Exception) -> str:
@@ -110,6 +121,32 @@ class HFBackend(Backend):
                 pad_token_id=self.stop_ids[0] if self.stop_ids else 0,
             )
         return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations of a batch: prompts left-padded to the longest, padding masked out."""
+        import torch
+
+        if len(prompts) == 1:
+            return [self.generate(prompts[0], max_new_tokens)]
+        width = max(len(ids) for ids in prompts)
+        pad = self.stop_ids[0] if self.stop_ids else 0
+        x = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)  # (B, T)
+        mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts], device=self.device
+        )  # (B, T)
+        with torch.inference_mode():
+            out = self.lm.generate(
+                input_ids=x,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=self.stop_ids,
+                pad_token_id=pad,
+            )  # (B, T + new)
+        return [self.tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
 
     def token_losses(self, ids: list[int]) -> np.ndarray:
         import torch

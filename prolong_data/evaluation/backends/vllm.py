@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
 
 
 def import_vllm():
@@ -45,6 +45,12 @@ class VLLMBackend(Backend):
         params = self._sampling(temperature=0.0, max_tokens=max_new_tokens, skip_special_tokens=True)
         out = self.llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
         return out[0].outputs[0].text
+
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """All prompts in one call: vLLM schedules them in its continuous batches."""
+        params = self._sampling(temperature=0.0, max_tokens=max_new_tokens, skip_special_tokens=True)
+        out = self.llm.generate([{"prompt_token_ids": ids} for ids in prompts], params, use_tqdm=False)
+        return [o.outputs[0].text for o in out]
 
     def token_losses(self, ids: list[int]) -> np.ndarray:
         params = self._sampling(temperature=0.0, max_tokens=1, prompt_logprobs=0)

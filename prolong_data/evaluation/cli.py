@@ -14,13 +14,15 @@ import re
 import sys
 from pathlib import Path
 
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import DEFAULT_HELDOUT
-from evaluation.tasks import ALL_TASKS
+from prolong_data.evaluation import report
+from prolong_data.evaluation.backends import load_backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
+from prolong_data.evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
+from prolong_data.evaluation.tasks import PROTOCOL_DEFAULTS, PROTOCOL_TASKS, protocol_tasks
 from prolong_data.extras import TrainExtraMissing, require_train_extra
-
-CHAT_HINTS = ("instruct", "chat", "sft")
-"""``--chat auto`` uses the chat template for models whose path or name contains one of these."""
+from prolong_data.path_safety import UnsafeOutputError, check_output_apart
+from prolong_data.signals import stop_on_signals
 
 
 def parse_lengths(text: str) -> tuple[int, ...]:
@@ -34,12 +36,36 @@ def parse_lengths(text: str) -> tuple[int, ...]:
     return tuple(lengths)
 
 
-def resolve_chat(mode: str, tokenizer, model: str) -> bool:
-    """``on``/``off``, or ``auto``: the chat template when the tokenizer has one and the model looks instruction-tuned."""
-    if mode in ("on", "off"):
-        return mode == "on"
-    name = Path(model).resolve().as_posix().lower() if Path(model).exists() else model.lower()
-    return bool(getattr(tokenizer, "chat_template", None)) and any(h in name for h in CHAT_HINTS)
+def resolve_chat(mode: str, tokenizer) -> bool:
+    """Whether prompts go through the chat template: ``on``/``off`` as said, ``auto`` when the model's
+    tokenizer config carries a chat template (an instruct model). The model's path plays no part."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if mode == "on" and not has_template:
+        raise EvalUsageError(
+            "--chat on, but the model's tokenizer has no chat template; use --chat off (base format)"
+        )
+    return has_template if mode == "auto" else mode == "on"
+
+
+def check_out_folder(out: str) -> None:
+    """``--out`` must be a folder (or not exist yet), with no file standing where a folder must go."""
+    path = Path(out)
+    for part in (path, *path.parents):
+        if part.exists() and not part.is_dir():
+            raise EvalUsageError(
+                f"--out {out}: {part} is a file, not a folder; pass a folder for the results"
+            )
+
+
+def check_lengths_fit(lengths: tuple[int, ...], max_positions: int | None, model: str) -> None:
+    """Every length (prompt plus generation budget) within the model's ``max_position_embeddings``."""
+    too_long = [n for n in lengths if max_positions is not None and n > max_positions]
+    if too_long:
+        raise EvalUsageError(
+            f"--lengths {','.join(map(str, too_long))} exceed the {max_positions:,} positions of {model} "
+            "(max_position_embeddings in its config.json); pass shorter --lengths or a model trained "
+            "or RoPE-scaled for them"
+        )
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -52,18 +78,33 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="HF folder or hub id of the causal LM (e.g. runs/sft/hf)")
     p.add_argument(
-        "--tasks", default=",".join(ALL_TASKS), help=f"comma-separated, from {', '.join(ALL_TASKS)}"
+        "--protocol",
+        choices=tuple(PROTOCOL_TASKS),
+        default="default",
+        help="default: ours (fast, any length); helmet: HELMET's recall category (json_kv, niah_mk_2, "
+        "niah_mk_3, niah_mv; base format, 100 samples); ruler: RULER's niah_multiquery, vt, cwe, fwe",
+    )
+    p.add_argument(
+        "--tasks",
+        default=None,
+        help="comma-separated (default: all of the protocol's): "
+        + "; ".join(f"{p}: {', '.join(protocol_tasks(p))}" for p in PROTOCOL_TASKS),
     )
     p.add_argument(
         "--lengths",
         default="8192,16384,32768,65536",
-        help="prompt lengths in the model's tokens (8192 or 8K)",
+        help="lengths in the model's tokens (8192 or 8K): prompt plus generation budget",
     )
     p.add_argument(
-        "--samples", type=int, default=10, help="examples per recall task and length (HELMET: 100)"
+        "--samples",
+        type=int,
+        default=None,
+        help="examples per recall task and length (default 10; --protocol helmet or ruler: 100)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every generated example")
-    p.add_argument("--depths", type=int, default=5, help="answer depths, evenly spaced in [0, 1]")
+    p.add_argument(
+        "--depths", type=int, default=5, help="rows of the depth heatmap (depths are sampled, stratified)"
+    )
     p.add_argument(
         "--heldout",
         default=str(DEFAULT_HELDOUT),
@@ -79,10 +120,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "--chat",
         choices=("auto", "on", "off"),
         default="auto",
-        help="chat template (instruct) or base format with the answer prefix",
+        help="chat template (instruct) or base format with the answer prefix; auto: the chat template "
+        "when the model's tokenizer config has one (--protocol helmet: base format, as HELMET's recall)",
     )
     p.add_argument(
         "--backend", choices=("hf", "vllm"), default="hf", help="transformers, or vLLM when installed"
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="prompts generated together, sorted by length (default: hf 1, vllm 256: vLLM batches "
+        "them within its memory)",
     )
     p.add_argument("--device", default="auto", help="hf: auto (CUDA if present), cuda or cpu")
     p.add_argument("--dtype", default="auto", help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32")
@@ -99,66 +148,63 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation import report
-
     if args.compare:
         a, b = (report.load_results(folder) for folder in args.compare)
         print(report.compare_markdown(a, b, *args.compare), end="")
         return 0
     if not args.model:
         raise EvalUsageError("--model is required (an HF folder or hub id), unless you --compare two folders")
+    batch_size = args.batch_size if args.batch_size is not None else (256 if args.backend == "vllm" else 1)
+    if batch_size < 1:
+        raise EvalUsageError("--batch-size must be at least 1")
     require_train_extra("prolong-data eval", ("torch", "transformers"))
-    from evaluation.backends import load_backend
-    from evaluation.runner import EvalSettings, run_evaluation
-    from prolong_data.path_safety import UnsafeOutputError, check_output_apart
+    check_out_folder(args.out)
+    from prolong_data.evaluation.backends.hf import load_tokenizer, model_max_positions
 
     try:  # a local model folder and the held-out documents; a hub id names no local path
         check_output_apart(args.out, [p for p in (args.model, args.heldout) if Path(p).exists()])
     except UnsafeOutputError as error:
         raise EvalUsageError(str(error)) from None
 
-    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    defaults = PROTOCOL_DEFAULTS[args.protocol]
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else defaults["tasks"]
     lengths = parse_lengths(args.lengths)
     settings = EvalSettings(
         model=args.model,
         tasks=tasks,
         lengths=lengths,
-        samples=args.samples,
+        samples=args.samples if args.samples is not None else defaults["samples"],
         seed=args.seed,
         depths=args.depths,
         heldout=args.heldout,
         window=args.window,
         documents=args.documents,
         backend=args.backend,
+        protocol=args.protocol,
     )  # validates before the model loads
-    if settings_need_heldout(tasks) and not Path(args.heldout).is_dir():
+    if settings_need_heldout(args.protocol, tasks) and not Path(args.heldout).is_dir():
         raise EvalUsageError(
             f"held-out folder {args.heldout} does not exist; pass --heldout DIR (long .txt/.txt.gz/.jsonl "
             "documents the model was not trained on)"
         )
+    chat_mode = "off" if args.protocol == "helmet" and args.chat == "auto" else args.chat
+    settings.chat = resolve_chat(chat_mode, load_tokenizer(args.model))
+    check_lengths_fit(settings.lengths, model_max_positions(args.model), args.model)
     backend = load_backend(
-        args.backend, args.model, device=args.device, dtype=args.dtype, max_length=max(lengths) + 128
+        args.backend, args.model, device=args.device, dtype=args.dtype, max_length=max(lengths)
     )
-    settings.chat = resolve_chat(args.chat, backend.tokenizer, args.model)
     settings.extra = {"chat_mode": args.chat}
-    summary = run_evaluation(settings, backend, args.out, fresh=args.fresh, progress=not args.no_progress)
+    summary = run_evaluation(
+        settings, backend, args.out, fresh=args.fresh, progress=not args.no_progress, batch_size=batch_size
+    )
     print(report.results_markdown(summary), end="")
     print(f"\nresults in {args.out}: results.json, results.md, prompts.jsonl, plots")
     return 0
 
 
-def settings_need_heldout(tasks) -> bool:
-    """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
-    from evaluation.tasks import DOC_LOSS, RECALL_TASKS
-
-    return any(t == DOC_LOSS or (t in RECALL_TASKS and RECALL_TASKS[t].needs_haystack) for t in tasks)
-
-
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2;
     Ctrl-C or SIGTERM stop it (exit 130 / 143) and the same command resumes."""
-    from prolong_data.signals import stop_on_signals
-
     try:
         with stop_on_signals("eval"):
             return run(args)

@@ -6,7 +6,7 @@ The folder holds, as the run goes:
 * ``prompts.jsonl``: every generated example (written once, before the model runs).
 * ``results.jsonl``: one line per scored example, appended and flushed as each finishes.
 * ``doc_loss.jsonl``: one line per held-out document of ``doc_loss``.
-* at the end ``results.json``, ``results.md`` and the plots (``evaluation.report``).
+* at the end ``results.json``, ``results.md`` and the plots (``prolong_data.evaluation.report``).
 
 A killed run resumes from the streams: lines already there are kept (a half-written last line is
 cut off) and only the missing examples and documents run.
@@ -22,15 +22,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evaluation.backends import Backend
-from evaluation.errors import EvalUsageError
-from evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
-from evaluation.prompts import Example, PromptFormat
-from evaluation.tasks import ALL_TASKS, DOC_LOSS, RECALL_TASKS
-from evaluation.tasks import doc_loss as doc_loss_task
-from evaluation.tasks.base import depth_grid, example_rng
 from prolong_data.atomic_write import write_json_atomic
+from prolong_data.evaluation import report
+from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
+from prolong_data.evaluation.prompts import Example, PromptFormat
+from prolong_data.evaluation.tasks import ALL_TASKS, DOC_LOSS, PROTOCOL_TASKS, protocol_tasks, recall_tasks
+from prolong_data.evaluation.tasks import doc_loss as doc_loss_task
+from prolong_data.evaluation.tasks.base import example_rng
+from prolong_data.evaluation.uncertainty import documents_fingerprint, tokenizer_fingerprint
 
+MIN_LENGTH = 256
+"""The shortest length: a prompt with some context plus a generation budget of up to 100 tokens."""
 STREAMS = ("prompts.jsonl", "results.jsonl", "doc_loss.jsonl")
 OUTPUTS = ("results.json", "results.md", "needle_depth.png", "loss_by_position.png")
 
@@ -42,7 +46,7 @@ class EvalSettings:
     model: str
     """The evaluated model: an HF folder or hub id."""
     tasks: tuple[str, ...] = ALL_TASKS
-    """Task names (see ``evaluation.tasks``)."""
+    """Task names (see ``prolong_data.evaluation.tasks``)."""
     lengths: tuple[int, ...] = (8192, 16384, 32768, 65536)
     """Prompt lengths in the model's tokens; doc_loss scores documents up to the longest."""
     samples: int = 10
@@ -50,7 +54,7 @@ class EvalSettings:
     seed: int = 0
     """Seed of every random choice (keys, values, haystack windows, distractor depths)."""
     depths: int = 5
-    """Depths of the answer, evenly spaced in [0, 1]; example i of a length uses depth i mod this."""
+    """Rows of the depth heatmap: [0, 1] cut into this many bins (depths themselves are sampled)."""
     chat: bool = False
     """Render prompts with the tokenizer's chat template (instruct models) instead of the base format."""
     heldout: str = str(DEFAULT_HELDOUT)
@@ -61,15 +65,27 @@ class EvalSettings:
     """doc_loss: use at most this many held-out documents (None: all)."""
     backend: str = "hf"
     """hf (transformers) or vllm."""
+    protocol: str = "default"
+    """Which tasks and procedures: ``default`` (ours) or ``helmet`` (HELMET's recall category)."""
     extra: dict = field(default_factory=dict)
     """Free-form notes recorded with the results (e.g. the chat mode that was asked for)."""
 
     def __post_init__(self):
-        unknown = [t for t in self.tasks if t not in ALL_TASKS]
+        if self.protocol not in PROTOCOL_TASKS:
+            raise EvalUsageError(
+                f"unknown --protocol {self.protocol!r}; choose from {', '.join(PROTOCOL_TASKS)}"
+            )
+        known = protocol_tasks(self.protocol)
+        unknown = [t for t in self.tasks if t not in known]
         if unknown or not self.tasks:
-            raise EvalUsageError(f"unknown task(s) {unknown}; choose from {', '.join(ALL_TASKS)}")
-        if not self.lengths or any(n < 64 for n in self.lengths):
-            raise EvalUsageError(f"--lengths must be token counts of at least 64, got {list(self.lengths)}")
+            raise EvalUsageError(
+                f"unknown task(s) {unknown} for --protocol {self.protocol}; choose from {', '.join(known)}"
+            )
+        if not self.lengths or any(n < MIN_LENGTH for n in self.lengths):
+            raise EvalUsageError(
+                f"--lengths must be token counts of at least {MIN_LENGTH} (a prompt and its generation "
+                f"budget), got {list(self.lengths)}"
+            )
         if self.samples < 1 or self.depths < 1:
             raise EvalUsageError("--samples and --depths must be at least 1")
         if self.window < 2:
@@ -138,20 +154,18 @@ def make_examples(
     """Every recall example, shortest lengths first."""
     from tqdm import tqdm
 
-    grid = depth_grid(settings.depths)
     plan = [
         (length, name, index)
         for length in settings.lengths
         for name in settings.tasks
-        if name in RECALL_TASKS
+        if name in recall_tasks(settings.protocol)
         for index in range(settings.samples)
     ]
     examples = []
     for length, name, index in tqdm(plan, desc="prompts", unit="prompt", disable=not progress or not plan):
-        rng = example_rng(settings.seed, name, length, index)
-        examples.append(
-            RECALL_TASKS[name].example(index, length, grid[index % len(grid)], rng, fmt, haystack)
-        )
+        task, rng = recall_tasks(settings.protocol)[name], example_rng(settings.seed, name, length, index)
+        depths = task.sample_depths(index, settings.samples, rng)
+        examples.append(task.example(index, length, depths, rng, fmt, haystack))
     return examples
 
 
@@ -169,31 +183,56 @@ def load_or_make_examples(
     return examples
 
 
+def batches(examples: list[Example], size: int) -> list[list[Example]]:
+    """Examples sorted by generation budget and prompt length, cut into batches of at most ``size``
+    with one budget each (so a batch pads little and decodes to one length)."""
+    ordered = sorted(examples, key=lambda e: (e.max_new_tokens, e.prompt_tokens, e.id))
+    out: list[list[Example]] = []
+    for example in ordered:
+        if out and len(out[-1]) < size and out[-1][0].max_new_tokens == example.max_new_tokens:
+            out[-1].append(example)
+        else:
+            out.append([example])
+    return out
+
+
 def run_recall(
-    examples: Iterable[Example], backend: Backend, fmt: PromptFormat, stream: Stream, progress: bool
+    examples: Iterable[Example],
+    backend: Backend,
+    fmt: PromptFormat,
+    stream: Stream,
+    progress: bool,
+    protocol: str,
+    batch_size: int = 1,
 ) -> None:
-    """Generates and scores every example not yet in ``stream``, one at a time."""
+    """Generates and scores every example not yet in ``stream``, ``batch_size`` prompts at a time;
+    each result line is written as its batch finishes (``seconds``: the batch's time, shared)."""
     from tqdm import tqdm
 
     done = stream.done()
     pending = [e for e in examples if e.id not in done]
-    bar = tqdm(pending, desc="recall", unit="prompt", disable=not progress or not pending)
-    for example in bar:
-        bar.set_postfix(task=example.task, length=example.target_length)
+    tasks = recall_tasks(protocol)
+    bar = tqdm(total=len(pending), desc="recall", unit="prompt", disable=not progress or not pending)
+    for batch in batches(pending, batch_size):
+        bar.set_postfix(task=batch[0].task, length=batch[0].target_length)
         began = time.perf_counter()
-        output = backend.generate(fmt.encode(example.prompt), example.max_new_tokens)
-        stream.append(
-            {
-                "id": example.id,
-                "task": example.task,
-                "target_length": example.target_length,
-                "depth": example.depth,
-                "prompt_tokens": example.prompt_tokens,
-                "output": output,
-                "score": RECALL_TASKS[example.task].score(output, example),
-                "seconds": round(time.perf_counter() - began, 3),
-            }
-        )
+        outputs = backend.generate_batch([fmt.encode(e.prompt) for e in batch], batch[0].max_new_tokens)
+        seconds = (time.perf_counter() - began) / len(batch)
+        for example, output in zip(batch, outputs):
+            stream.append(
+                {
+                    "id": example.id,
+                    "task": example.task,
+                    "target_length": example.target_length,
+                    "depth": example.depth,
+                    "prompt_tokens": example.prompt_tokens,
+                    "output": output,
+                    "score": tasks[example.task].score(output, example),
+                    "seconds": round(seconds, 4),
+                }
+            )
+        bar.update(len(batch))
+    bar.close()
 
 
 def run_doc_loss(settings: EvalSettings, documents, backend: Backend, stream: Stream, progress: bool) -> None:
@@ -214,26 +253,41 @@ def run_doc_loss(settings: EvalSettings, documents, backend: Backend, stream: St
         stream.append(doc_loss_task.document_record(doc.name, full, windowed))
 
 
+def settings_need_heldout(protocol: str, tasks) -> bool:
+    """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
+    recall = recall_tasks(protocol)
+    return any(t == DOC_LOSS or (t in recall and recall[t].needs_haystack) for t in tasks)
+
+
 def run_evaluation(
-    settings: EvalSettings, backend: Backend, out: str | Path, *, fresh: bool = False, progress: bool = True
+    settings: EvalSettings,
+    backend: Backend,
+    out: str | Path,
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    batch_size: int = 1,
 ) -> dict:
     """Runs (or resumes) the evaluation into ``out`` and writes its reports; returns ``results.json``'s content."""
-    from evaluation import report
-
     out = Path(out)
     prepare_folder(out, settings, fresh)
     fmt = PromptFormat(backend.tokenizer, settings.chat)
-    needs_docs = DOC_LOSS in settings.tasks or any(
-        RECALL_TASKS[t].needs_haystack for t in settings.tasks if t in RECALL_TASKS
-    )
+    needs_docs = settings_need_heldout(settings.protocol, settings.tasks)
     documents = read_documents(settings.heldout) if needs_docs else []
     haystack = Haystack(documents) if documents else None
     examples = load_or_make_examples(out, settings, fmt, haystack, progress)
     results = Stream(out / "results.jsonl")
-    run_recall(examples, backend, fmt, results, progress)
+    run_recall(examples, backend, fmt, results, progress, settings.protocol, batch_size)
     losses = Stream(out / "doc_loss.jsonl")
     if DOC_LOSS in settings.tasks:
         run_doc_loss(settings, documents, backend, losses, progress)
-    summary = report.summarize(settings.to_json(), backend.describe(), examples, results.rows, losses.rows)
+    identity = {
+        "tokenizer": tokenizer_fingerprint(backend.tokenizer),
+        "heldout": documents_fingerprint(documents) if documents else None,
+        "batch_size": batch_size,
+    }
+    summary = report.summarize(
+        settings.to_json(), backend.describe(), examples, results.rows, losses.rows, identity
+    )
     report.write_reports(out, summary)
     return summary

@@ -2,9 +2,9 @@
 
 The context is a JSON object of random UUID keys and UUID values, one record per line, filling
 the prompt; the question names one key and the answer is its value. The queried record sits at
-the requested depth of the object. Two other records of the same object are shown as worked
-examples before the question (HELMET's two shots). Scored by substring exact match after
-normalisation (``evaluation.scoring``).
+the requested depth of the object. Two other (distinct) records of the same object are shown as
+worked examples before the question (HELMET's two shots). Scored by substring exact match after
+normalisation (``prolong_data.evaluation.scoring``).
 
 Base-format prompt::
 
@@ -24,8 +24,9 @@ Base-format prompt::
     Key: "<query key>"
     Corresponding value:
 
-The object holds as many records as fit; to land within 1% of the length, one record of random
-hex of a fitted length (never the queried one) tops the object up to the last few tokens.
+The object holds as many records as fit in the length less the generation budget; to land within
+1% of that, one record of random hex of a fitted length (never the queried one) tops the object up
+to the last few tokens.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ from __future__ import annotations
 import random
 import uuid
 
-from evaluation.errors import EvalUsageError
-from evaluation.prompts import LENGTH_TOLERANCE, Example, PromptFormat, fit_to_length
-from evaluation.scoring import parse_after, substring_exact_match
-from evaluation.tasks.base import RecallTask
+from prolong_data.evaluation.errors import EvalUsageError
+from prolong_data.evaluation.prompts import (
+    LENGTH_TOLERANCE,
+    Example,
+    PromptFormat,
+    fit_to_length,
+    prompt_budget,
+)
+from prolong_data.evaluation.scoring import parse_after, substring_exact_match
+from prolong_data.evaluation.tasks.base import RecallTask
 
 INSTRUCTION = "Extract the value corresponding to the specified key in the JSON object below."
 ANSWER_PREFIX = "Corresponding value:"
@@ -47,6 +54,13 @@ PAD_HEX = 120
 
 def random_uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def demo_indices(fractions: list[float], k: int) -> list[int]:
+    """Distinct record indices in ``[0, k)`` drawn from uniform ``fractions``: no demonstration repeats
+    (``min(len(fractions), k)`` of them)."""
+    free = list(range(k))
+    return [free.pop(min(int(f * len(free)), len(free) - 1)) for f in fractions[:k]]
 
 
 def format_records(records: list[tuple[str, str]]) -> str:
@@ -60,8 +74,15 @@ class JsonKV(RecallTask):
     max_new_tokens = 100
 
     def example(
-        self, index: int, length: int, depth: float, rng: random.Random, fmt: PromptFormat, haystack=None
+        self,
+        index: int,
+        length: int,
+        depths: list[float],
+        rng: random.Random,
+        fmt: PromptFormat,
+        haystack=None,
     ) -> Example:
+        depth, target = depths[0], prompt_budget(length, self.max_new_tokens)
         most = length // 8 + 8  # a record has far more than 8 tokens in any tokenizer
         records = [(random_uuid(rng), random_uuid(rng)) for _ in range(most)]
         query = (random_uuid(rng), random_uuid(rng))
@@ -71,7 +92,7 @@ class JsonKV(RecallTask):
         def layout(k: int, pad: int | None) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
             """The object's records and the demo records, for ``k`` filler records and a top-up of ``pad`` hex."""
             body = list(records[:k])
-            demos = [body[min(int(f * k), k - 1)] for f in demo_at] if k else []
+            demos = [body[i] for i in demo_indices(demo_at, k)]
             at = round(depth * k)
             body.insert(at, query)
             if pad is not None:
@@ -88,32 +109,23 @@ class JsonKV(RecallTask):
             prompt, offset = fmt.render(user, ANSWER_PREFIX)
             return prompt, offset, offset + len(context)
 
-        try:
-            k, prompt, n = fit_to_length(lambda k: render(k, None)[0], fmt.count, length, most)
-        except ValueError as error:
-            raise EvalUsageError(
-                f"json_kv cannot fit in {length} tokens ({error}); use longer --lengths"
-            ) from error
-        pad = None
-        for filler in (k, k - 1):  # top up the gap; if even the shortest top-up is too long, one record fewer
-            if length - n <= int(length * LENGTH_TOLERANCE / 4) or filler < 0:
-                break
-            try:
-                m, padded, padded_n = fit_to_length(
-                    lambda m, filler=filler: render(filler, m)[0], fmt.count, length, PAD_HEX
+        fixed = self.record_count(length)
+        if fixed is not None:
+            k, pad = min(fixed - 1, most), None  # the fixed count includes the queried record
+            n = fmt.count(render(k, None)[0])
+            if n > target:
+                raise EvalUsageError(
+                    f"{self.name}: {fixed} records take {n} tokens with this tokenizer, more than the "
+                    f"{target} a {length}-token length leaves for the prompt; use longer --lengths"
                 )
-            except ValueError:
-                continue
-            if padded_n > n:
-                k, pad, prompt, n = filler, m, padded, padded_n
-        if n < length * (1 - LENGTH_TOLERANCE):
-            raise RuntimeError(f"json_kv: fitted {n} tokens for a target of {length}")
+        else:
+            k, pad, n = self.fill(render, fmt, length, target, most)
         prompt, start, end = render(k, pad)
         assert prompt.count(query[1]) == 1, "the answer must occur exactly once"
         return self.make_example(
             index,
             length,
-            depth,
+            depths,
             fmt,
             prompt=prompt,
             answers=[query[1]],
@@ -121,6 +133,32 @@ class JsonKV(RecallTask):
             answer_prefix=ANSWER_PREFIX,
             context_span=(start, end),
         )
+
+    def record_count(self, length: int) -> int | None:
+        """A fixed number of records (the queried one included) at ``length`` (HELMET's), or None: as many
+        as fill the prompt."""
+        return None
+
+    def fill(
+        self, render, fmt: PromptFormat, length: int, target: int, most: int
+    ) -> tuple[int, int | None, int]:
+        """Filler records ``k``, top-up hex ``pad`` and token count of the prompt that fills ``target``."""
+        k, n = self.fit(lambda k: render(k, None)[0], fmt, length, most)
+        pad = None
+        for filler in (k, k - 1):  # top up the gap; if even the shortest top-up is too long, one record fewer
+            if target - n <= int(target * LENGTH_TOLERANCE / 4) or filler < 0:
+                break
+            try:
+                m, _, padded_n = fit_to_length(
+                    lambda m, filler=filler: render(filler, m)[0], fmt.count, target, PAD_HEX
+                )
+            except ValueError:
+                continue
+            if padded_n > n:
+                k, pad, n = filler, m, padded_n
+        if n < target * (1 - LENGTH_TOLERANCE):
+            raise RuntimeError(f"json_kv: fitted {n} tokens for a target of {target}")
+        return k, pad, n
 
     def score(self, output: str, example: Example) -> float:
         full = example.answer_prefix + output

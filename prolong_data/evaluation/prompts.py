@@ -15,8 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from prolong_data.evaluation.errors import EvalUsageError
+
 LENGTH_TOLERANCE = 0.01
-"""A fitted prompt has between (1 - LENGTH_TOLERANCE) x target and target tokens."""
+"""A fitted prompt has between (1 - LENGTH_TOLERANCE) x its budget and its budget of tokens."""
+
+
+def prompt_budget(length: int, max_new_tokens: int) -> int:
+    """Tokens a prompt may have at ``length``: the generation budget is inside the length, as in HELMET."""
+    return length - max_new_tokens
 
 
 @dataclass
@@ -27,7 +34,7 @@ class Example:
     """``task/target_length/index``: unique within an evaluation, the key results are resumed by."""
     task: str
     target_length: int
-    """The requested prompt length in tokens."""
+    """The requested length in tokens: the prompt plus the generation budget fit in it."""
     depth: float | None
     """Where the answer was placed, as a fraction (0..1) of the context; None for tasks without one."""
     prompt: str
@@ -46,6 +53,8 @@ class Example:
     """Character span of the context (JSON object or haystack) inside ``prompt``."""
     distractors: list[str] = field(default_factory=list)
     """Values of needles or records that are not the answer but look like it (multikey's other keys)."""
+    needle_depths: list[float] = field(default_factory=list)
+    """The sampled depth of every needle (the answer's first), each stratified on its own."""
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,7 +71,7 @@ class PromptFormat:
 
     def __init__(self, tokenizer, chat: bool):
         if chat and not getattr(tokenizer, "chat_template", None):
-            raise ValueError("the tokenizer has no chat template; evaluate with --chat off")
+            raise EvalUsageError("the tokenizer has no chat template; evaluate with --chat off")
         self.tokenizer = tokenizer
         self.chat = chat
         self.bos_id = tokenizer.bos_token_id
