@@ -144,6 +144,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/tokenize_throughput.py --corpus $(CORPUS) --out bench/results/tokenize_throughput.md
 	$(BIN)/python bench/pipeline_demo.py --corpus $(CORPUS) --out bench/results/pipeline_demo.md
 	$(BIN)/python bench/trainer_memory.py --out bench/results/trainer_memory.md
+	$(BIN)/python bench/hygiene.py --corpus $(CORPUS) --out bench/results/hygiene.md
 	$(BIN)/python bench/eval_throughput.py --heldout $(HELDOUT) --out bench/results/eval_throughput.md
 
 ## transformers 5 beside 4.57: a second venv (.venv-tf5) holding transformers 5 and its hub client,

@@ -3,9 +3,11 @@
 The output folder is drawn, and every path in it named, in `prolong_data.layout`; one
 `BuildLayout` (`BuildOptions.layout`) is handed to every step that writes there.
 
-Pass `read` (every domain's sources -> filters -> hash partition), pass `build` (partition ->
-dedup -> tokenize -> pack -> MDS), then `finalize` (merge indexes, manifests, mixture.json,
-reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
+Pass `read` (every domain's sources -> filters -> near-dedup signatures -> hash partition), pass
+`signatures` (near-dedup signatures of repositories joined from `code_rows` partitions), pass
+`near_dedup` (one task per domain with `near_dedup:`: clusters of the signatures, the ids to
+remove), pass `build` (partition -> near-dedup and exact dedup -> tokenize -> pack -> MDS), then
+`finalize` (merge indexes, manifests, mixture.json, reports). A domain built by one task needs no shuffle: its build pass reads its sources itself
 and it has no read task. Each pass is one executor over all domains (`dispatch.DomainTasks`), so a killed
 build resumes task by task: completed tasks are skipped through datatrove's completion
 markers, a half-done task is redone from scratch (it truncates its partition files or empties
@@ -37,6 +39,8 @@ from pipelines.repair import reopen_damaged_tasks
 from prolong_data.atomic_write import write_json_atomic
 from prolong_data.build_files import clear_build
 from prolong_data.build_lock import hold_lock
+from prolong_data.decontaminate import Decontaminate, build_index
+from prolong_data.decontaminate import index_file as eval_index_file
 from prolong_data.filters import (
     ExactDedupFilter,
     HashSplitFilter,
@@ -47,6 +51,7 @@ from prolong_data.filters import (
 )
 from prolong_data.layout import BuildLayout
 from prolong_data.mds import MDSShardWriter
+from prolong_data.near_dedup import DropRemovedIds, ResolveNearDuplicates, SignatureWriter
 from prolong_data.path_safety import check_output_apart
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
@@ -113,6 +118,12 @@ class DomainPlan:
     its sources itself."""
     build_steps: list
     """Pass `build`: partition reader (or the source steps), dedup, tokenize, pack, MDS."""
+    signature_steps: list = field(default_factory=list)
+    """Pass `signatures`: near-dedup signatures of documents that are whole only after the shuffle
+    (repositories of `code_rows`); other domains write theirs in the read pass."""
+    near_dedup_steps: list = field(default_factory=list)
+    """Pass `near_dedup` (one task): the clusters of the signatures the read pass wrote; empty
+    for a domain without `near_dedup:`."""
 
 
 def domain_task_count(recipe: Recipe, domain: DomainConfig, tasks: int | None) -> int:
@@ -153,7 +164,20 @@ def dedup_steps(domain: DomainConfig, layout: BuildLayout | None) -> list[Pipeli
 def document_steps(recipe: Recipe, domain: DomainConfig, layout: BuildLayout) -> list[PipelineStep]:
     """From whole documents to MDS shards: dedup, tokenize, length filter, pack, write."""
     folder = str(layout.domain(domain.name))
-    steps: list[PipelineStep] = dedup_steps(domain, layout)
+    steps: list[PipelineStep] = []
+    if domain.near_dedup is not None:  # before exact dedup, which then keeps the copy near-dedup kept
+        near = str(layout.near_dedup(domain.name))
+        steps.append(DropRemovedIds(near, exclusion_writer=removed_writers(domain, layout)("near_dedup")))
+    steps += dedup_steps(domain, layout)
+    if domain.decontaminate is not None:
+        steps.append(
+            Decontaminate(
+                str(layout.decontaminate(domain.name)),
+                domain.decontaminate,
+                domain.name,
+                exclusion_writer=removed_writers(domain, layout)("decontaminate"),
+            )
+        )
     tokenize = domain.sources[0].tokenize_step(recipe.tokenizer)
     if tokenize is not None:
         steps.append(tokenize)
@@ -186,10 +210,27 @@ def plan_domain(recipe: Recipe, domain: DomainConfig, layout: BuildLayout, tasks
     read_steps = (
         [*sources, HashPartitionWriter(str(partitions), n, key=group_key or "text")] if shuffle else []
     )
+    grouping = type(domain.sources[0]).grouping_steps(domain.sources)
+    signature_steps, near_steps = [], []
+    if domain.near_dedup is not None:  # signatures of whole documents, clusters in their own pass
+        near = str(layout.near_dedup(domain.name))
+        tokenizer = recipe.tokenizer if domain.produces == "tokens" else None
+        whole_when_read = group_key is None
+        signatures = SignatureWriter(
+            near, domain.near_dedup, passthrough=shuffle and whole_when_read, tokenizer=tokenizer
+        )
+        if whole_when_read:  # in the read pass, beside the shuffle
+            read_steps = [*sources, signatures, *read_steps[len(sources) :]]
+        else:  # repositories are whole once their files met: a pass over the partitions
+            signature_steps = [PartitionReader(str(partitions), sources=n), *grouping, signatures]
+        unit = "tokens" if domain.produces == "tokens" else "characters"
+        near_steps = [ResolveNearDuplicates(near, n, domain.near_dedup, domain.name, unit)]
     build_steps = [PartitionReader(str(partitions), sources=n)] if shuffle else list(sources)
-    build_steps += type(domain.sources[0]).grouping_steps(domain.sources)
+    build_steps += grouping
     build_steps += document_steps(recipe, domain, layout)
-    return DomainPlan(domain, n, folder, partitions, sources, read_steps, build_steps)
+    return DomainPlan(
+        domain, n, folder, partitions, sources, read_steps, build_steps, signature_steps, near_steps
+    )
 
 
 def removed_writers(domain: DomainConfig, layout: BuildLayout | None):
@@ -217,10 +258,21 @@ def plan_build(recipe: Recipe, options: BuildOptions) -> list[DomainPlan]:
     return plans
 
 
+BUILD_PASSES = ("read", "signatures", "near_dedup", "build")
+"""The passes before finalize, in run order; a pass no domain has steps in is skipped."""
+
+
 def pass_step(plans: list[DomainPlan], which: str, layout: BuildLayout) -> DomainTasks | None:
     """The dispatcher of pass `which` over the domains that have steps in it (None: no domain has)."""
-    steps = {p.config.name: p.read_steps if which == "read" else p.build_steps for p in plans}
-    jobs = [DomainJob(p.config.name, steps[p.config.name], p.tasks) for p in plans if steps[p.config.name]]
+    chosen = {
+        "read": "read_steps",
+        "signatures": "signature_steps",
+        "near_dedup": "near_dedup_steps",
+        "build": "build_steps",
+    }[which]
+    steps = {p.config.name: getattr(p, chosen) for p in plans}
+    tasks = {p.config.name: 1 if which == "near_dedup" else p.tasks for p in plans}
+    jobs = [DomainJob(name, steps[name], tasks[name]) for name in steps if steps[name]]
     return DomainTasks(jobs, str(layout.stats(which))) if jobs else None
 
 
@@ -320,26 +372,36 @@ def write_options_file(layout: BuildLayout, inputs: dict) -> None:
     write_json_atomic(layout.options, inputs, indent=1, sort_keys=True)
 
 
-def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan], dict]:
+def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan], dict, dict]:
     """Validate everything that can be validated without writing a byte: `--out` (a folder apart
-    from every input), the executor options, every source path, the tokenizer. Returns the plans
-    and what the shards depend on (`shard_inputs`)."""
+    from every input), the executor options, every source path, the tokenizer. Returns the plans,
+    what the shards depend on (`shard_inputs`) and the decontamination index of each domain
+    that has one (built from its evaluation sets, saved once the folder is claimed)."""
     check_out_folder(options.out)
     check_output_apart(options.out, recipe.input_paths())
     check_executor_options(options)
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
-    return plans, shard_inputs(recipe, plans, tokenizer)
+    indexes = {d.name: build_index(d.decontaminate) for d in recipe.present_domains() if d.decontaminate}
+    inputs = shard_inputs(recipe, plans, tokenizer)
+    if indexes:  # a changed evaluation set is another build
+        inputs["decontamination_index"] = {name: index.digest() for name, index in indexes.items()}
+    return plans, inputs, indexes
 
 
-def claim_folder(layout: BuildLayout, plans: list[DomainPlan], inputs: dict, fresh: bool) -> None:
+def claim_folder(
+    layout: BuildLayout, plans: list[DomainPlan], inputs: dict, indexes: dict, fresh: bool
+) -> None:
     """With the folder's lock held: refuse another build's folder (unless `fresh`), clear the
-    previous build for `fresh` (only what a build wrote), record the build's inputs."""
+    previous build for `fresh` (only what a build wrote), record the build's inputs and its
+    decontamination indexes."""
     if not fresh:
         check_options_file(layout, inputs)
     else:
         clear_build(layout.root, [p.config.name for p in plans])
     write_options_file(layout, inputs)
+    for name, index in indexes.items():
+        index.save(eval_index_file(layout.decontaminate(name)))
 
 
 def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dict | None:
@@ -352,17 +414,17 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     (a deleted or truncated shard or index, a missing partition or stats file) are found and run
     again; the others are skipped.
     """
-    plans, inputs = check_build(recipe, options)
+    plans, inputs, indexes = check_build(recipe, options)
     with hold_lock(options.layout.lock, log=logger.warning):
-        claim_folder(options.layout, plans, inputs, fresh)
+        claim_folder(options.layout, plans, inputs, indexes, fresh)
         return run_passes(recipe, options, plans)
 
 
 def run_passes(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -> dict | None:
     """Run the passes of a claimed build folder (see `run_build`)."""
     layout = options.layout
-    read, build = pass_step(plans, "read", layout), pass_step(plans, "build", layout)
-    passes = [(name, step) for name, step in (("read", read), ("build", build)) if step is not None]
+    steps = {name: pass_step(plans, name, layout) for name in BUILD_PASSES}
+    passes = [(name, step) for name, step in steps.items() if step is not None]
     reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(recipe, [(p.config.name, p.tasks) for p in plans], layout, options.report)
     if options.executor == "slurm":

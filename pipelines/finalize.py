@@ -10,11 +10,14 @@ from pathlib import Path
 from pipelines.recipe import GROUPS, Recipe, recipe_to_yaml
 from prolong_data.atomic_write import write_json_atomic, write_text_atomic
 from prolong_data.budget import format_budget, over_limit, plan_budget
+from prolong_data.decontaminate import read_touched
 from prolong_data.filters import HashSplitFilter, MinTokensFilter
 from prolong_data.layout import (
     BAD_INPUT_REPORT,
+    DECONTAMINATION_REPORT,
     LENGTHS_PLOT,
     MIXTURE,
+    NEAR_DEDUP_REPORT,
     REPORT_TEXT,
     SHARES_PLOT,
     BuildLayout,
@@ -23,6 +26,7 @@ from prolong_data.layout import (
 from prolong_data.lengths import LENGTH_EDGES, short_count
 from prolong_data.mds import finalize_domain, read_manifest
 from prolong_data.mixture import Mixture, MixtureStream, write_mixture
+from prolong_data.near_dedup import read_removals
 from prolong_data.sources.bad_input import merge_bad_input
 from prolong_data.sources.code_order import ORDER_STATS
 from prolong_data.tokenization import load_tokenizer
@@ -34,7 +38,7 @@ def _domain_counts(layout: BuildLayout, domain: str) -> dict:
     documents = tokens = 0
     hist = [0] * (len(LENGTH_EDGES) - 1)
     steps: dict[str, dict[str, float]] = {}
-    for pass_name in ("read", "build"):
+    for pass_name in ("read", "signatures", "near_dedup", "build"):
         for path in sorted((layout.stats(pass_name) / domain).glob("*.json")):
             data = json.loads(path.read_text())
             if pass_name == "build":
@@ -95,6 +99,15 @@ def finalize_build(
         if order is not None:
             rows[name]["file_order"] = order
     summary = write_mixture_files(recipe, layout, rows, tokenizer)
+    near = write_near_dedup_report(layout, [d for d in recipe.domains if d.near_dedup is not None])
+    for name, counts in near.items():
+        if name in summary["domains"]:
+            summary["domains"][name]["near_dedup"] = counts
+    tasks = dict(domains)
+    cleaned = write_decontamination_report(layout, [d for d in recipe.domains if d.decontaminate], tasks)
+    for name, counts in cleaned.items():
+        if name in summary["domains"]:
+            summary["domains"][name]["decontamination"] = counts
     bad = merge_bad_input(sorted(layout.bad_input.glob("*/*.json")))
     layout.report.mkdir(parents=True, exist_ok=True)
     _write_json(layout.report_file(BAD_INPUT_REPORT), bad)
@@ -111,6 +124,44 @@ def finalize_build(
         else:
             print(f"\nplots skipped: {NO_PLOTS}")
     return summary
+
+
+def write_near_dedup_report(layout: BuildLayout, domains: list) -> dict[str, dict]:
+    """`report/near_dedup.jsonl` (every removal, domain by domain in recipe order) from the
+    domains' `removed.jsonl`; returns {domain: {removed, characters or tokens}}."""
+    counts: dict[str, dict] = {}
+    lines = []
+    for domain in domains:
+        removals = read_removals(layout.near_dedup(domain.name))
+        unit = "tokens" if domain.produces == "tokens" else "characters"
+        counts[domain.name] = {"removed": len(removals), unit: sum(r[unit] for r in removals)}
+        lines += [json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in removals]
+    if domains:
+        layout.report.mkdir(parents=True, exist_ok=True)
+        (layout.report / NEAR_DEDUP_REPORT).write_text("".join(lines), encoding="utf-8")
+    return counts
+
+
+def write_decontamination_report(
+    layout: BuildLayout, domains: list, tasks: dict[str, int]
+) -> dict[str, dict]:
+    """`report/decontamination.jsonl` (every touched document, domain by domain in recipe order);
+    returns {domain: {touched, excised, dropped, characters_removed}}."""
+    counts: dict[str, dict] = {}
+    lines = []
+    for domain in domains:
+        touched = read_touched(layout.decontaminate(domain.name), tasks.get(domain.name, 0))
+        counts[domain.name] = {
+            "touched": len(touched),
+            "excised": sum(t["action"] == "excised" for t in touched),
+            "dropped": sum(t["action"] == "dropped" for t in touched),
+            "characters_removed": sum(t["characters_removed"] for t in touched),
+        }
+        lines += [json.dumps(t, ensure_ascii=False, sort_keys=True) + "\n" for t in touched]
+    if domains:
+        layout.report.mkdir(parents=True, exist_ok=True)
+        (layout.report / DECONTAMINATION_REPORT).write_text("".join(lines), encoding="utf-8")
+    return counts
 
 
 def write_mixture_files(
@@ -326,7 +377,31 @@ def format_report(summary: dict, bad: dict) -> str:
     if order:
         parts += ["", order]
     parts += ["", summary["budget_text"], "", format_bad_input(bad)]
-    return "\n".join(parts)
+    extra = [line for line in (format_near_dedup(summary), format_decontamination(summary)) if line]
+    return "\n".join(parts + extra)
+
+
+def format_decontamination(summary: dict) -> str:
+    """One summary of evaluation text removed per decontaminated domain ("" when none is)."""
+    parts = []
+    for name, row in summary["domains"].items():
+        c = row.get("decontamination")
+        if c is not None:
+            parts.append(
+                f"{name} {c['excised']:,} excised, {c['dropped']:,} dropped ({c['characters_removed']:,} characters)"
+            )
+    return "evaluation text removed: " + ", ".join(parts) + " (report/decontamination.jsonl)" if parts else ""
+
+
+def format_near_dedup(summary: dict) -> str:
+    """One line of near-duplicate removals per domain that near-deduplicates ("" when none does)."""
+    parts = []
+    for name, row in summary["domains"].items():
+        counts = row.get("near_dedup")
+        if counts is not None:
+            unit, amount = next((k, v) for k, v in counts.items() if k != "removed")
+            parts.append(f"{name} {counts['removed']:,} ({amount:,} {unit})")
+    return "near-duplicates removed: " + ", ".join(parts) + " (report/near_dedup.jsonl)" if parts else ""
 
 
 def format_file_order(summary: dict) -> str:

@@ -23,7 +23,9 @@ import yaml
 
 from prolong_data.assets import SAMPLE_CORPUS
 from prolong_data.config import ConfigError, load, read_yaml, to_dict
+from prolong_data.decontaminate import DecontaminateConfig
 from prolong_data.mixture import PROPORTION_TOLERANCE
+from prolong_data.near_dedup import NearDedupConfig
 from prolong_data.packing.registry import PackConfig, default_pack
 from prolong_data.sources.registry import SourceConfig, Utf8Policy
 
@@ -60,6 +62,15 @@ class DomainConfig:
     """Write the documents that the domain's filters remove (empty, invalid UTF-8, duplicates,
     quality) to `removed/<domain>/<filter>/NNNNN.jsonl.gz` in the output folder, to audit them;
     each carries its `filter_reason`."""
+    near_dedup: NearDedupConfig | None = None
+    """Remove near-duplicate documents (MinHash-LSH over word n-grams; `{}` for the defaults
+    `{threshold: 0.8, ngram: 5, bands: 14, rows: 8, keep: longest}`; docs/dedup.md). Each removal
+    is a line of `report/near_dedup.jsonl`."""
+    decontaminate: DecontaminateConfig | None = None
+    """Remove the text of evaluation sets from the domain's documents (`paths` of JSONL, parquet
+    or text files, `fields`, `ngram: 13`, `action: excise|drop`, `margin_words: 12`,
+    `max_matched_fraction: 0.5`; docs/dedup.md). Each touched document is a line of
+    `report/decontamination.jsonl`."""
 
     def __post_init__(self):
         if self.group not in GROUPS:
@@ -84,6 +95,11 @@ class DomainConfig:
                     f"domain {self.name}: {source.kind} sources need `pack: {{mode: {source.pack_modes[0]}}}`"
                     + (" (whole conversations)" if source.produces == "chat" else "")
                 )
+        if self.decontaminate is not None and self.produces != "text":
+            raise ValueError(
+                f"domain {self.name}: decontaminate works on text documents; {kinds} sources give "
+                f"{self.produces} (decontaminate the text they were made from)"
+            )
         if self.produces == "tokens":
             if self.dedup:
                 raise ValueError(
@@ -253,13 +269,21 @@ class Recipe:
             return path if "://" in path else os.path.abspath(os.path.expanduser(path))
 
         domains = [
-            dataclasses.replace(d, sources=[s.expand_paths(lambda t: local(expand(t))) for s in d.sources])
+            dataclasses.replace(
+                d,
+                sources=[s.expand_paths(lambda t: local(expand(t))) for s in d.sources],
+                decontaminate=d.decontaminate
+                and dataclasses.replace(
+                    d.decontaminate, paths=[local(expand(p)) for p in d.decontaminate.paths]
+                ),
+            )
             for d in self.domains
         ]
         tokenizer = expand(self.tokenizer)
         if tokenizer != "llama3" and Path(tokenizer).expanduser().exists():  # a local file or folder
             tokenizer = local(tokenizer)
         texts = [self.tokenizer] + [t for d in self.domains for s in d.sources for t in _path_texts(s)]
+        texts += [p for d in self.domains if d.decontaminate for p in d.decontaminate.paths]
         used = any("{corpus}" in t for t in texts)  # else the default stays as written: it changes nothing
         return dataclasses.replace(
             self,
@@ -269,9 +293,10 @@ class Recipe:
         )
 
     def input_paths(self) -> list[str]:
-        """Every path the recipe reads: its sources' path fields and a local tokenizer file or
-        folder (call on a `resolved` recipe; remote URLs included as written)."""
+        """Every path the recipe reads: its sources' path fields, the evaluation sets it
+        decontaminates against, and a local tokenizer file or folder (call on a `resolved` recipe; remote URLs included as written)."""
         paths = [t for d in self.domains for s in d.sources for t in _path_texts(s)]
+        paths += [p for d in self.domains if d.decontaminate for p in d.decontaminate.paths]
         if self.tokenizer != "llama3" and Path(self.tokenizer).expanduser().exists():
             paths.append(self.tokenizer)
         return paths

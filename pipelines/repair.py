@@ -18,7 +18,7 @@ from pathlib import Path
 from datatrove.utils.logging import logger
 
 from prolong_data.layout import BuildLayout, packing_report, rank_folder
-from prolong_data.sources.partitions import partition_file
+from prolong_data.sources.partitions import HashPartitionWriter, partition_file
 from prolong_data.verify import rank_problem
 
 
@@ -44,7 +44,14 @@ def task_problem(layout: BuildLayout, plan, pass_name: str, steps: list, rank: i
         problem = _json_problem(path)
         if problem:
             return problem
+    for path in (p for s in steps for p in getattr(s, "output_files", lambda r: [])(rank)):
+        if not path.is_file():
+            return f"{path} is missing"
+    if pass_name in ("signatures", "near_dedup"):
+        return None
     if pass_name == "read":
+        if not any(isinstance(s, HashPartitionWriter) for s in steps):
+            return None  # a read task that only writes near-dedup signatures
         sizes = json.loads(files[0].read_text()).get("partition_bytes") or [None] * plan.tasks
         for part, size in zip(range(plan.tasks), sizes):
             path = partition_file(plan.partitions, part, rank)

@@ -17,9 +17,32 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from prolong_data.atomic_write import temporary_path
-from prolong_data.layout import LOCK, MANIFEST, OUTPUT_FILES, RANK_FOLDERS, REMOVED, BuildLayout
+from prolong_data.layout import (
+    BAD_INPUT_REPORT,
+    BUDGET_GLOB,
+    DECONTAMINATION_REPORT,
+    LENGTHS_PLOT,
+    LOCK,
+    MANIFEST,
+    NEAR_DEDUP_REPORT,
+    OUTPUT_FILES,
+    RANK_FOLDERS,
+    REMOVED,
+    REPORT_TEXT,
+    SHARES_PLOT,
+    BuildLayout,
+)
 
-REPORT_FILES = ("report.md", "budget.json", "budget-*.json", "bad_input.json", "*.png", ".*.tmp")
+REPORT_FILES = (
+    REPORT_TEXT,
+    BUDGET_GLOB,
+    BAD_INPUT_REPORT,
+    NEAR_DEDUP_REPORT,
+    DECONTAMINATION_REPORT,
+    LENGTHS_PLOT,
+    SHARES_PLOT,
+    ".*.tmp",
+)
 """What finalize writes in `report/` (a `--mixture-file NAME` writes `budget-NAME.json`)."""
 DOMAIN_FILES = ("index.json", MANIFEST, "packing.*.json", ".*.json.tmp")
 """What a build writes in a domain folder beside its `rank-NNNNN` folders (`.NAME.tmp`: a file

@@ -7,14 +7,18 @@ one drawing of the output tree (docs/building.md says what each file holds)::
       <domain>/                                      MDS shards of one domain (`prolong_data.mds`)
         index.json  manifest.json  packing.NNNNN.json  rank-NNNNN/{index.json, shard.*.mds[.zstd]}
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
+                near_dedup.jsonl  decontamination.jsonl   (domains with near_dedup / decontaminate)
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
       .lock                                          the build lock (while a build runs)
       .build/   options.json  partitions/<domain>/  logs/shards.log  logs/<pass>/
+                near_dedup/<domain>/{sig-NNNNN.bin, sig-NNNNN.jsonl, removed.jsonl}
+                decontaminate/<domain>/{index.npz, touched-NNNNN.jsonl}
                 stats/<pass>/<domain>/NNNNN.json (a finished task)  NNNNN.progress (a running task)
                 bad_input/<domain>/sourceI.NNNNN.json
 
-Passes are `read` and `build` (each one datatrove executor over all domains; `logs/<pass>/completions/`
-holds datatrove's per-task completion markers) and `finalize` (one task).
+Passes are `read`, then `signatures` and `near_dedup` (domains with `near_dedup:`), then `build`
+(each one datatrove executor over all domains; `logs/<pass>/completions/` holds datatrove's
+per-task completion markers) and `finalize` (one task).
 """
 
 from __future__ import annotations
@@ -51,6 +55,24 @@ BUDGET_GLOB = "budget*.json"
 BAD_INPUT_REPORT = "bad_input.json"
 LENGTHS_PLOT = "document_lengths.png"
 SHARES_PLOT = "mixture_shares.png"
+NEAR_DEDUP_REPORT = "near_dedup.jsonl"
+"""Every near-duplicate removed, one JSON line each (under `report/`)."""
+DECONTAMINATION_REPORT = "decontamination.jsonl"
+"""Every document that held evaluation text, one JSON line each (under `report/`)."""
+NEAR_DEDUP_REMOVED = "removed.jsonl"
+"""A domain's near-dedup removals (in its `.build/near_dedup/<domain>/`)."""
+EVAL_INDEX = "index.npz"
+"""A domain's evaluation n-gram index (in its `.build/decontaminate/<domain>/`)."""
+
+
+def signature_files(folder: str | Path, rank: int) -> tuple[Path, Path]:
+    """(the MinHash signatures, the ids and lengths) that task `rank` of a signature pass writes."""
+    return Path(folder) / f"sig-{rank:05d}.bin", Path(folder) / f"sig-{rank:05d}.jsonl"
+
+
+def touched_file(folder: str | Path, rank: int) -> Path:
+    """What build task `rank` of a domain removed as evaluation text."""
+    return Path(folder) / f"touched-{rank:05d}.jsonl"
 
 
 def index_file(folder: str | Path) -> Path:
@@ -132,6 +154,15 @@ class BuildLayout:
     def partitions(self, domain: str) -> Path:
         """The hash partitions of a domain (pass `read` writes them, pass `build` reads them)."""
         return self.work / "partitions" / domain
+
+    def near_dedup(self, domain: str) -> Path:
+        """A domain's near-dedup records: signatures (pass `read` or `signatures`), `removed.jsonl`
+        (pass `near_dedup`)."""
+        return self.work / "near_dedup" / domain
+
+    def decontaminate(self, domain: str) -> Path:
+        """A domain's evaluation index (`index.npz`) and what each build task removed from it."""
+        return self.work / "decontaminate" / domain
 
     def logs(self, pass_name: str) -> Path:
         """datatrove's logging folder of a pass."""

@@ -30,7 +30,16 @@ from pathlib import Path
 import numpy as np
 
 from prolong_data.contract import ShardError, check_columns, check_sample, file_hash
-from prolong_data.layout import MANIFEST, MIXTURE, RANK_GLOB, index_file, rank_folder
+from prolong_data.layout import (
+    DECONTAMINATION_REPORT,
+    MANIFEST,
+    MIXTURE,
+    NEAR_DEDUP_REPORT,
+    RANK_GLOB,
+    BuildLayout,
+    index_file,
+    rank_folder,
+)
 from prolong_data.mds_format import MDSFormatError, decompress, iter_shard, read_index
 from prolong_data.mixture import read_mixture
 
@@ -139,6 +148,7 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
     sequences = {}
     if has_manifest:
         manifest = _read_json(root / MANIFEST, report) or {}
+        check_removal_reports(root, manifest, report)
         for domain, row in (manifest.get("domains") or {}).items():
             sequences[domain] = int(row.get("sequences", 0))
             folder = root / domain
@@ -154,6 +164,38 @@ def check_mixture_root(root: Path, report: VerifyReport) -> None:
             report.problems.append(
                 f"{root / MANIFEST}: domain {name!r} has {sequences[name]:,} sequences, its index lists {samples:,}"
             )
+
+
+REMOVAL_REPORTS = {
+    "near_dedup": (NEAR_DEDUP_REPORT, "removed"),
+    "decontamination": (DECONTAMINATION_REPORT, "touched"),
+}
+"""Manifest entry of a domain -> (its report file under `report/`, the count of lines it must have)."""
+
+
+def check_removal_reports(root: Path, manifest: dict, report: VerifyReport) -> None:
+    """`report/near_dedup.jsonl` and `report/decontamination.jsonl` hold, per domain, as many JSON
+    lines as manifest.json counts."""
+    for entry, (name, key) in REMOVAL_REPORTS.items():
+        wanted = {d: row[entry][key] for d, row in (manifest.get("domains") or {}).items() if entry in row}
+        if not wanted:
+            continue
+        path = BuildLayout(root).report / name
+        if not path.is_file():
+            report.problems.append(f"{path} is missing (manifest.json counts {entry} removals)")
+            continue
+        found: dict[str, int] = {}
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            try:
+                found[json.loads(line)["domain"]] = found.get(json.loads(line)["domain"], 0) + 1
+            except (json.JSONDecodeError, KeyError, TypeError):
+                report.problems.append(f"{path}:{number}: not a JSON line with a domain")
+                return
+        for domain, count in wanted.items():
+            if found.get(domain, 0) != count:
+                report.problems.append(
+                    f"{path}: {found.get(domain, 0):,} lines for domain {domain!r}, manifest.json counts {count:,}"
+                )
 
 
 # --------------------------------------------------------------------------------------------
