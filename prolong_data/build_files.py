@@ -21,11 +21,13 @@ from prolong_data.layout import (
     BAD_INPUT_REPORT,
     BUDGET_GLOB,
     DECONTAMINATION_REPORT,
+    INDEX,
     LENGTHS_PLOT,
     LOCK,
     MANIFEST,
     NEAR_DEDUP_REPORT,
     OUTPUT_FILES,
+    PACKING_GLOB,
     RANK_FOLDERS,
     REMOVED,
     REPORT_TEXT,
@@ -39,12 +41,13 @@ REPORT_FILES = (
     BAD_INPUT_REPORT,
     NEAR_DEDUP_REPORT,
     DECONTAMINATION_REPORT,
+    INDEX,
     LENGTHS_PLOT,
     SHARES_PLOT,
     ".*.tmp",
 )
 """What finalize writes in `report/` (a `--mixture-file NAME` writes `budget-NAME.json`)."""
-DOMAIN_FILES = ("index.json", MANIFEST, "packing.*.json", ".*.json.tmp")
+DOMAIN_FILES = (INDEX, MANIFEST, PACKING_GLOB, ".*.json.tmp")
 """What a build writes in a domain folder beside its `rank-NNNNN` folders (`.NAME.tmp`: a file
 being written, `prolong_data.atomic_write`)."""
 

@@ -37,6 +37,7 @@ import torch.distributed as dist
 import yaml
 
 from prolong_data.atomic_write import write_text_atomic
+from prolong_data.layout import MIXTURE
 from prolong_data.path_safety import check_output_apart
 from prolong_data.signals import RESUME_LINE, Stopped, StopRequest, exit_status, stop_on_signals
 from trainer.attention import DocMask, resolve_backend
@@ -386,7 +387,7 @@ def mixture_inputs(mixture: str) -> list[str]:
         folders = parsed.resolved_paths(root)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return [mixture]
-    file = Path(mixture) / "mixture.json" if Path(mixture).is_dir() else Path(mixture)
+    file = Path(mixture) / MIXTURE if Path(mixture).is_dir() else Path(mixture)
     return [str(file), *map(str, folders.values())]
 
 
