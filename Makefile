@@ -33,7 +33,7 @@ TRAIN := $(if $(GPU),$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC),$(BI
 # or add --parallel.sp=N), 2 gloo processes on a CPU
 TRAIN_512K := $(BIN)/torchrun --standalone --nproc_per_node=$(if $(GPU),$(NPROC),2) -m trainer.train
 
-.PHONY: venv venv-tf5 constraints dist test test-slow test-core-install test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
+.PHONY: venv venv-tf5 constraints dist test test-slow test-core-install test-slurm test-all test-tf5 gpu-check-dry shards shards-512k shards-sft repack-demo train-64k train-512k sft eval bench lint clean
 
 venv: $(STAMP)
 
@@ -69,7 +69,7 @@ test: $(STAMP)
 
 ## End-to-end runs of the real commands on the sample corpus (CI runs these too).
 test-slow: $(STAMP)
-	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "slow and not gpu and not core_install"
+	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m "slow and not gpu and not core_install and not slurm"
 
 ## The wheel of `make dist`, its metadata and files; then the core install from it alone (no extras)
 ## in a fresh venv: build the demo from another folder, verify it, no torch (CI).
@@ -78,7 +78,12 @@ CORE_CONSTRAINTS ?= constraints.txt
 test-core-install: $(STAMP)
 	PROLONG_CORPUS=$(CORPUS) PROLONG_CORE_CONSTRAINTS=$(CORE_CONSTRAINTS) $(PYTEST) -q -m core_install tests/test_core_install.py
 
-test-all: test test-slow test-core-install
+## A real Slurm on this machine (installs slurm-wlm and munge with apt as root, else skips): the
+## demo built, cancelled mid-array and resumed through sbatch; examples/slurm/train.sbatch (CI).
+test-slurm: $(STAMP)
+	PROLONG_CORPUS=$(CORPUS) $(PYTEST) -q -m slurm tests/pipelines/test_slurm_cluster.py
+
+test-all: test test-slow test-core-install test-slurm
 
 ## The demo mixtures (CORPUS=path for another folder laid out like examples/corpus).
 shards: $(STAMP)

@@ -26,7 +26,9 @@ from datatrove.utils.logging import logger
 
 from pipelines.dispatch import CountTokenized, DomainJob, DomainTasks
 from pipelines.executors import (
+    DEFAULT_EXECUTOR,
     check_executor_options,
+    executor_kind,
     make_executor,
     require_complete,
     restore_logs,
@@ -70,14 +72,11 @@ class BuildOptions:
     """The output folder (domain folders, mixture.json, report/, .build/)."""
     tasks: int | None = None
     """Tasks per domain (default: the recipe's `tasks`), capped by a domain's `max_tasks`."""
-    workers: int = 1
-    """Tasks run at the same time (local executor: processes; ray: concurrent tasks)."""
-    executor: str = "local"
-    """`local`, `slurm` or `ray`."""
-    slurm: dict = field(default_factory=dict)
-    """SlurmPipelineExecutor arguments: partition, time, cpus_per_task, mem_per_cpu_gb, venv_path, ..."""
-    ray: dict = field(default_factory=dict)
-    """RayPipelineExecutor arguments: cpus_per_task, mem_per_cpu_gb; `address` for ray.init."""
+    workers: int | None = None
+    """Tasks run at the same time (local executor: processes; ray: concurrent tasks; slurm: the
+    array's `%N` limit). None: the CPUs of this machine (local, ray), no limit (slurm)."""
+    executor: str = DEFAULT_EXECUTOR
+    """The name of a registered executor (`pipelines/executors/`: `local`, `slurm`, `ray`)."""
     report: bool = True
     """Write the report (tables and PNG plots) after finalizing."""
     verbose: bool = False
@@ -89,11 +88,10 @@ class BuildOptions:
     def __post_init__(self):
         self.out = Path(self.out)
         self.layout = BuildLayout(self.out)
-        if self.executor not in ("local", "slurm", "ray"):
-            raise ValueError(f"executor must be local, slurm or ray, got {self.executor!r}")
+        executor_kind(self.executor)  # ValueError naming the executors
         if self.tasks is not None and self.tasks <= 0:
             raise ValueError(f"--tasks must be at least 1, got {self.tasks}")
-        if self.workers <= 0:
+        if self.workers is not None and self.workers <= 0:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
 
 
@@ -287,12 +285,13 @@ MIXTURE_ONLY_FIELDS = ("description", "long_share", "token_budget", "max_repeat"
 
 def shard_inputs(recipe: Recipe, plans: list[DomainPlan], tokenizer: dict) -> dict:
     """What the shards of a build depend on: the recipe without its mixture-only fields,
-    proportions and `corpus` default (the source paths it expands to are there), the tokenizer by
+    proportions, `corpus` default (the source paths it expands to are there) and `executor` block
+    (resources change no byte), the tokenizer by
     content (vocabulary hash and boundary ids, not by the path it was loaded from), and the task
     count of every domain. Nothing in it depends on the working folder, so the same command
     resumes from anywhere."""
     data = recipe.to_dict()
-    for key in (*MIXTURE_ONLY_FIELDS, "corpus"):
+    for key in (*MIXTURE_ONLY_FIELDS, "corpus", "executor"):
         data.pop(key, None)
     for domain in data["domains"]:
         domain.pop("proportion")
@@ -379,7 +378,7 @@ def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan]
     that has one (built from its evaluation sets, saved once the folder is claimed)."""
     check_out_folder(options.out)
     check_output_apart(options.out, recipe.input_paths())
-    check_executor_options(options)
+    check_executor_options(options, recipe.executor)
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
     indexes = {d.name: build_index(d.decontaminate) for d in recipe.present_domains() if d.decontaminate}
@@ -427,20 +426,24 @@ def run_passes(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -
     passes = [(name, step) for name, step in steps.items() if step is not None]
     reopen_damaged_tasks(layout, plans, passes)
     finalize = FinalizeBuild(recipe, [(p.config.name, p.tasks) for p in plans], layout, options.report)
-    if options.executor == "slurm":
+    engine = {"settings": recipe.executor, "seq_len": recipe.seq_len}
+    kind = executor_kind(options.executor)
+    if kind.submits_all_passes:
         previous = None
         for name, step in passes:
             previous = make_executor(
-                options, [step], step.world_size, layout.logs(name), name, depends=previous
+                options, [step], step.world_size, layout.logs(name), name, depends=previous, **engine
             )
-        last = make_executor(options, [finalize], 1, layout.logs("finalize"), "finalize", depends=previous)
+        last = make_executor(
+            options, [finalize], 1, layout.logs("finalize"), "finalize", depends=previous, **engine
+        )
         last.run()
         logger.info(
             f"submitted {' -> '.join(n for n, _ in passes)} -> finalize Slurm jobs; logs under {layout.work / 'logs'}"
         )
         return None
-    if options.executor == "local":
-        warm_tokenizer(recipe.tokenizer)  # the local executor forks its workers: they inherit it
+    if kind.forks_workers:
+        warm_tokenizer(recipe.tokenizer)  # the workers start from this process: they inherit it
     print(
         f"building recipe {recipe.name} into {options.out}: "
         + ", ".join(f"{name} {step.world_size} tasks" for name, step in passes)
@@ -452,7 +455,7 @@ def run_passes(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -
     try:
         for name, step in passes:
             executor = make_executor(
-                options, [step], step.world_size, layout.logs(name), name, log_file=layout.log_file
+                options, [step], step.world_size, layout.logs(name), name, log_file=layout.log_file, **engine
             )
             display = PassProgress(
                 name,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sysconfig
 from pathlib import Path
 
@@ -291,14 +292,17 @@ def installed_package_notes(recipe: Recipe) -> list[str]:
     """A note for each domain that reads this Python's standard library or site-packages (the
     demo's code domain): its counts depend on what is installed, so they differ between installs."""
     paths = sysconfig.get_paths()
+    real = os.path.realpath  # a Slurm or Ray worker may reach the same venv through another link
     places = {
-        paths["stdlib"]: "standard library",
-        paths["purelib"]: "site-packages",
-        paths["platlib"]: "site-packages",
+        real(paths["stdlib"]): "standard library",
+        real(paths["purelib"]): "site-packages",
+        real(paths["platlib"]): "site-packages",
     }
     notes = []
     for d in recipe.domains:
-        found = {places[p] for s in d.sources for p in getattr(s, "paths", None) or [] if p in places}
+        found = {
+            places[real(p)] for s in d.sources for p in getattr(s, "paths", None) or [] if real(p) in places
+        }
         read = [name for name in ("standard library", "site-packages") if name in found]
         if read:
             notes.append(

@@ -21,6 +21,7 @@ from typing import Literal
 
 import yaml
 
+from pipelines.resources import ExecutorConfig
 from prolong_data.assets import SAMPLE_CORPUS
 from prolong_data.config import ConfigError, load, read_yaml, to_dict
 from prolong_data.decontaminate import DecontaminateConfig
@@ -154,6 +155,9 @@ class Recipe:
     """Invalid UTF-8 in the input: `repair` (U+FFFD, counted) or `drop` the document (counted)."""
     domains: list[DomainConfig]
     """The domain folders, in the order of mixture.json."""
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    """CPUs, memory and time per task of each pass, and the Slurm and Ray settings
+    (`pipelines/resources.py`, docs/scale-out.md); they change no byte of the output."""
 
     def __post_init__(self):
         if self.seq_len <= 0:
@@ -340,4 +344,8 @@ def load_recipe(name_or_path: str | Path, overrides: Mapping | Sequence[str] | N
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True)
+    """The recipe as YAML (a build's `recipe.yaml`), without its `executor:` block: how a build
+    ran changes none of its bytes, so a Slurm build writes the same file as a local one."""
+    data = recipe.to_dict()
+    data.pop("executor", None)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

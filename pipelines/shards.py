@@ -1,7 +1,8 @@
 """`prolong-data shards`: build a recipe's shards, mixture.json and reports.
 
     prolong-data shards --recipe demo --out data/shards/demo [--corpus PATH]
-        [--tasks N] [--workers N] [--executor local|slurm|ray]
+        [--tasks N] [--workers N] [--executor local|slurm|ray] [--cpus|--mem-gb|--time [PASS=]V]
+        [--slurm-partition P --slurm-time T ...] [--ray-address A ...]
         [--long-share 0.6] [--proportion DOMAIN=P ...] [--token-budget N] [--max-repeat X]
         [--mixture-only [--mixture-file NAME]] [--fresh] [--no-report] [--verbose]
         [--FIELD=VALUE ...]
@@ -23,13 +24,16 @@ OUT/.build/logs/ (`--verbose` shows them here too).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from pipelines.build import BuildError, BuildOptions, check_out_folder, run_build
+from pipelines.executors import DEFAULT_EXECUTOR, executor_kind, executor_names
 from pipelines.finalize import remix
 from pipelines.recipe import load_recipe, recipe_names
+from pipelines.resources import PASSES
 from prolong_data.build_lock import hold_lock
 from prolong_data.config import parse_overrides
 from prolong_data.disk_space import is_out_of_space, out_of_space_message
@@ -50,11 +54,20 @@ def _proportion(text: str) -> tuple[str, float]:
         ) from None
 
 
-def _sbatch_args(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"--slurm-sbatch takes KEY=VALUE, e.g. account=myproj, got {text!r}")
-    return key, value
+def _per_pass(flag: str, example: str):
+    """The parser of a per-pass flag: `[PASS=]VALUE`, PASS one of read, build, finalize (none: all)."""
+
+    def parse(text: str) -> tuple[tuple[str, ...], str]:
+        name, sep, value = text.rpartition("=")
+        if not sep:
+            return PASSES, value
+        if name not in PASSES:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes [PASS=]VALUE with PASS one of {', '.join(PASSES)}, e.g. {example}, got {text!r}"
+            )
+        return (name,), value
+
+    return parse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -74,12 +87,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (domain folders, mixture.json, report/)")
     p.add_argument("--corpus", default=None, help="folder substituted for {corpus} in the recipe")
     p.add_argument("--tasks", type=int, default=None, help="tasks per domain (default: the recipe's)")
-    p.add_argument("--workers", type=int, default=None, help="tasks at the same time (default: CPU count)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="tasks at the same time (default: CPU count; slurm: no limit)",
+    )
     p.add_argument(
         "--executor",
-        choices=("local", "slurm", "ray"),
-        default="local",
-        help="where the tasks run: local processes (default), Slurm array jobs, or a Ray cluster",
+        choices=executor_names(),
+        default=DEFAULT_EXECUTOR,
+        help="where the tasks run: "
+        + "; ".join(f"{name}: {executor_kind(name).help}" for name in executor_names()),
     )
     p.add_argument("--tokenizer", default=None, help="override the recipe's tokenizer")
     p.add_argument("--long-share", type=float, default=None, help="share of the long group (e.g. 0.6)")
@@ -104,17 +123,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="also show datatrove's log lines and per-task stats here (always in OUT/.build/logs/)",
     )
-    slurm = p.add_argument_group("slurm (--executor slurm)")
-    slurm.add_argument("--slurm-partition", default=None)
-    slurm.add_argument("--slurm-time", default=None, help="time limit per job, e.g. 04:00:00")
-    slurm.add_argument("--slurm-cpus-per-task", type=int, default=1)
-    slurm.add_argument("--slurm-mem-per-cpu-gb", type=int, default=2)
-    slurm.add_argument("--slurm-venv", default=None, help="virtualenv to activate in the jobs")
-    slurm.add_argument("--slurm-sbatch", type=_sbatch_args, action="append", default=[], metavar="KEY=VALUE")
-    ray = p.add_argument_group("ray (--executor ray)")
-    ray.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
-    ray.add_argument("--ray-cpus-per-task", type=int, default=1)
-    ray.add_argument("--ray-mem-per-cpu-gb", type=float, default=2.0)
+    res = p.add_argument_group(
+        "resources per task (slurm, ray; PASS is read, build or finalize, none: every pass)"
+    )
+    for flag, example, metavar, meaning in (
+        ("--cpus", "build=2", "[PASS=]N", "CPUs per task (default 1)"),
+        ("--mem-gb", "build=24", "[PASS=]GB", "memory per task (default: 2; build: more for longer seq_len)"),
+        ("--time", "build=12:00:00", "[PASS=]LIMIT", "time limit per task (default: --slurm-time)"),
+    ):
+        res.add_argument(
+            flag, type=_per_pass(flag, example), action="append", default=[], metavar=metavar, help=meaning
+        )
+    for name in executor_names():
+        executor_kind(name).add_arguments(p)
     p.set_defaults(func=run, takes_overrides=True)
     return p
 
@@ -129,33 +150,44 @@ def resolve_recipe(args: argparse.Namespace):
     for name in NAMED_OVERRIDES:
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    _merge_into(overrides, {"executor": executor_overrides(args)})
     recipe = load_recipe(args.recipe, overrides)
     if args.proportion:
         recipe = recipe.with_proportions(dict(args.proportion))
     return recipe.resolved(args.corpus)
 
 
+def executor_overrides(args: argparse.Namespace) -> dict:
+    """The recipe's `executor:` block as the engine and resource flags set it."""
+    settings: dict = {}
+    for field, read in (("cpus", yaml.safe_load), ("mem_gb", yaml.safe_load), ("time", str)):
+        for passes, value in getattr(args, field):
+            for name in passes:
+                settings.setdefault(name, {})[field] = read(value)
+    for name in executor_names():
+        settings.update(executor_kind(name).settings_overrides(args))
+    return settings
+
+
+def _merge_into(tree: dict, more: dict) -> None:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge_into(tree[key], value)
+        elif not (isinstance(value, dict) and not value):
+            tree[key] = value
+
+
 def build_options(args: argparse.Namespace):
-    slurm = {
-        "partition": args.slurm_partition,
-        "time": args.slurm_time,
-        "cpus_per_task": args.slurm_cpus_per_task,
-        "mem_per_cpu_gb": args.slurm_mem_per_cpu_gb,
-    }
-    if args.slurm_venv:
-        slurm["venv_path"] = args.slurm_venv
-    if args.slurm_sbatch:
-        slurm["sbatch_args"] = dict(args.slurm_sbatch)
-    ray = {"cpus_per_task": args.ray_cpus_per_task, "mem_per_cpu_gb": args.ray_mem_per_cpu_gb}
-    if args.ray_address:
-        ray["address"] = args.ray_address
+    if "://" in args.out:
+        raise ValueError(
+            f"--out {args.out}: output to a URL is not supported; build into a folder on a file system the "
+            "workers share, then copy it to object storage (docs/scale-out.md)"
+        )
     return BuildOptions(
         out=Path(args.out),
         tasks=args.tasks,
-        workers=args.workers if args.workers is not None else os.cpu_count() or 1,
+        workers=args.workers,
         executor=args.executor,
-        slurm=slurm,
-        ray=ray,
         report=not args.no_report,
         verbose=args.verbose,
     )

@@ -111,6 +111,13 @@ def collate(samples: list[dict], apply_masks: bool = True) -> dict[str, torch.Te
     return batch
 
 
+CANONICAL_NODES = 1
+"""The nodes streaming shuffles and partitions the samples for, whatever the nodes that run.
+Streaming's default is the run's own node count, so 2 nodes would see another data order than 1
+and a run could not resume on another node count with the same data; with one canonical node
+every step holds the same samples on any number of nodes (what a one-node run always had)."""
+
+
 def build_loader(
     mixture_path: str | Path,
     micro_batch_size: int,
@@ -144,6 +151,7 @@ def build_loader(
         shuffle_seed=seed,
         batch_size=micro_batch_size,
         replication=replication if replication > 1 else None,
+        num_canonical_nodes=CANONICAL_NODES,
     )
     loader = StreamingDataLoader(
         dataset,

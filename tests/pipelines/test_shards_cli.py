@@ -125,63 +125,6 @@ def test_failures_are_immediate_and_say_what_to_fix(tmp_path, tiny_corpus, token
         shards("--recipe", "demo", "--out", out, "--proportion", "fineweb-edu")
 
 
-def test_executor_options_are_passed(tmp_path, monkeypatch):
-    import argparse
-
-    from pipelines import shards as shards_cmd
-    from pipelines.build import BuildOptions
-    from pipelines.executors import check_executor_options, make_executor
-
-    parser = argparse.ArgumentParser()
-    shards_cmd.add_parser(parser.add_subparsers())
-    args = parser.parse_args(
-        [
-            "shards",
-            "--recipe",
-            "demo",
-            "--out",
-            str(tmp_path),
-            "--executor",
-            "slurm",
-            "--slurm-partition",
-            "cpu",
-            "--slurm-time",
-            "01:00:00",
-            "--slurm-cpus-per-task",
-            "4",
-            "--slurm-mem-per-cpu-gb",
-            "3",
-            "--slurm-venv",
-            ".venv",
-            "--slurm-sbatch",
-            "account=proj",
-            "--ray-address",
-            "auto",
-            "--ray-cpus-per-task",
-            "2",
-            "--ray-mem-per-cpu-gb",
-            "1.5",
-            "--workers",
-            "3",
-        ]
-    )
-    options = shards_cmd.build_options(args)
-    assert options.slurm == {
-        "partition": "cpu",
-        "time": "01:00:00",
-        "cpus_per_task": 4,
-        "mem_per_cpu_gb": 3,
-        "venv_path": ".venv",
-        "sbatch_args": {"account": "proj"},
-    }
-    assert options.ray == {"cpus_per_task": 2, "mem_per_cpu_gb": 1.5, "address": "auto"}
-    executor = make_executor(options, [], 5, tmp_path / "logs", "read")
-    assert type(executor).__name__ == "SlurmPipelineExecutor" and executor.tasks == 5
-    assert executor.partition == "cpu" and executor.cpus_per_task == 4 and executor.workers == 3
-    with pytest.raises(ValueError, match="--slurm-partition"):
-        check_executor_options(BuildOptions(out=tmp_path, executor="slurm"))
-
-
 def _run_steps(steps: list) -> None:
     data = None
     for step in steps:

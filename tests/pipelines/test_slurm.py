@@ -40,7 +40,8 @@ codes = [subprocess.run(["bash", script], env=dict(env, SLURM_ARRAY_TASK_ID=str(
          for i in range(first, last + 1)]
 with open(log, "a") as f:
     f.write(json.dumps({"id": job_id, "name": directives.get("job-name"), "array": [first, last],
-                        "dependency": dependency, "codes": codes, "merge_stats": "merge_stats " in text}) + "\n")
+                        "dependency": dependency, "codes": codes, "merge_stats": "merge_stats " in text,
+                        "directives": directives}) + "\n")
 print(f"Submitted batch job {job_id}")
 """
 FAKE_SRUN = r"""#!/usr/bin/env bash
@@ -77,24 +78,10 @@ def test_slurm_build_equals_local_build(tmp_path, tiny_recipe_file, fake_slurm):
     local, slurm = tmp_path / "local", tmp_path / "slurm"
     common = ["shards", "--recipe", str(tiny_recipe_file), "--tasks", "2", "--no-report"]
     assert main([*common, "--out", str(local), "--workers", "2"]) == 0
-    assert (
-        main(
-            [
-                *common,
-                "--out",
-                str(slurm),
-                "--executor",
-                "slurm",
-                "--workers",
-                "2",
-                "--slurm-partition",
-                "cpu",
-                "--slurm-time",
-                "00:10:00",
-            ]
-        )
-        == 0
-    )
+    slurm_flags = ["--executor", "slurm", "--slurm-partition", "cpu", "--slurm-time", "00:10:00"]
+    slurm_flags += ["--cpus", "build=2", "--mem-gb", "build=3", "--time", "finalize=5"]
+    slurm_flags += ["--slurm-sbatch", "qos=high", "--slurm-account", "proj"]  # no --workers: no cap
+    assert main([*common, "--out", str(slurm), *slurm_flags]) == 0
     jobs = [json.loads(line) for line in fake_slurm.read_text().splitlines()]
     passes = [j for j in jobs if not j["merge_stats"]]  # datatrove adds a stats-merging job to each
     assert [j["name"] for j in passes] == ["prolong-read", "prolong-build", "prolong-finalize"]
@@ -103,4 +90,11 @@ def test_slurm_build_equals_local_build(tmp_path, tiny_recipe_file, fake_slurm):
     assert by_name["prolong-finalize"]["dependency"] == f"afterok:{by_name['prolong-build']['id']}"
     assert all(code == 0 for j in jobs for code in j["codes"]), jobs
     assert by_name["prolong-build"]["array"] == [0, 6]  # 7 build tasks (qa has max_tasks 1)
+    sbatch = {name: job["directives"] for name, job in by_name.items()}
+    assert sbatch["prolong-build"]["array"] == "0-6"  # no `%N`: as many at once as the cluster runs
+    build, read = sbatch["prolong-build"], sbatch["prolong-read"]
+    assert (build["cpus-per-task"], build["mem-per-cpu"]) == ("2", "1536M")  # 3 GB over 2 CPUs
+    assert (read["cpus-per-task"], read["mem-per-cpu"]) == ("1", "2048M")  # the default
+    assert [sbatch[n]["time"] for n in by_name] == ["00:10:00", "00:10:00", "5"]
+    assert {(s["qos"], s["account"]) for s in sbatch.values()} == {("high", "proj")}
     assert tree_bytes(slurm) == tree_bytes(local) != {}
