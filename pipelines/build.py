@@ -18,7 +18,6 @@ and the task counts: the same command gives the same bytes.
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,9 @@ from pipelines.finalize import finalize_build
 from pipelines.progress import PassProgress
 from pipelines.recipe import DomainConfig, Recipe
 from pipelines.repair import reopen_damaged_tasks
+from prolong_data.atomic_write import write_json_atomic
+from prolong_data.build_files import clear_build
+from prolong_data.build_lock import hold_lock
 from prolong_data.decontaminate import Decontaminate, build_index
 from prolong_data.decontaminate import index_file as eval_index_file
 from prolong_data.filters import (
@@ -49,18 +51,10 @@ from prolong_data.filters import (
     ValidUtf8Filter,
     quality_filters,
 )
-from prolong_data.layout import (
-    OUTPUT_FILES,
-    RANK_GLOB,
-    RANK_PREFIX,
-    REMOVED,
-    REPORT,
-    WORK,
-    BuildLayout,
-    index_file,
-)
+from prolong_data.layout import BuildLayout
 from prolong_data.mds import MDSShardWriter
 from prolong_data.near_dedup import DropRemovedIds, ResolveNearDuplicates, SignatureWriter
+from prolong_data.path_safety import check_output_apart
 from prolong_data.sources import HashPartitionWriter, PartitionReader
 from prolong_data.sources.registry import ReaderContext
 from prolong_data.tokenization import load_tokenizer, warm_tokenizer
@@ -374,50 +368,39 @@ def _short(value) -> str:
 
 
 def write_options_file(layout: BuildLayout, inputs: dict) -> None:
-    layout.work.mkdir(parents=True, exist_ok=True)
-    tmp = layout.options.with_suffix(".tmp")
-    tmp.write_text(json.dumps(inputs, indent=1, sort_keys=True) + "\n")
-    tmp.replace(layout.options)
+    write_json_atomic(layout.options, inputs, indent=1, sort_keys=True)
 
 
-def clear_output(out: Path) -> None:
-    """Remove a previous build in `out` (its domain folders, reports and work folder)."""
-    if not out.exists():
-        return
-    for child in out.iterdir():
-        if (
-            child.name in (WORK, REPORT, REMOVED)
-            or index_file(child).is_file()
-            or child.name.startswith(RANK_PREFIX)
-        ):
-            shutil.rmtree(child)
-        elif child.is_dir() and any(child.glob(RANK_GLOB)):
-            shutil.rmtree(child)
-        elif child.name in OUTPUT_FILES:
-            child.unlink()
-
-
-def prepare(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> list[DomainPlan]:
-    """Validate everything that can be validated, then (and only then) touch the output folder:
-    clear it for `fresh`, record the build's inputs. Returns the plans."""
+def check_build(recipe: Recipe, options: BuildOptions) -> tuple[list[DomainPlan], dict, dict]:
+    """Validate everything that can be validated without writing a byte: `--out` (a folder apart
+    from every input), the executor options, every source path, the tokenizer. Returns the plans,
+    what the shards depend on (`shard_inputs`) and the decontamination index of each domain
+    that has one (built from its evaluation sets, saved once the folder is claimed)."""
     check_out_folder(options.out)
+    check_output_apart(options.out, recipe.input_paths())
     check_executor_options(options, recipe.executor)
     plans = plan_build(recipe, options)  # checks every source path
     tokenizer = load_tokenizer(recipe.tokenizer).describe()  # a wrong tokenizer fails here
-    layout = options.layout
     indexes = {d.name: build_index(d.decontaminate) for d in recipe.present_domains() if d.decontaminate}
     inputs = shard_inputs(recipe, plans, tokenizer)
     if indexes:  # a changed evaluation set is another build
         inputs["decontamination_index"] = {name: index.digest() for name, index in indexes.items()}
+    return plans, inputs, indexes
+
+
+def claim_folder(
+    layout: BuildLayout, plans: list[DomainPlan], inputs: dict, indexes: dict, fresh: bool
+) -> None:
+    """With the folder's lock held: refuse another build's folder (unless `fresh`), clear the
+    previous build for `fresh` (only what a build wrote), record the build's inputs and its
+    decontamination indexes."""
     if not fresh:
         check_options_file(layout, inputs)
-    # -- nothing above wrote a byte; from here on the folder changes --
-    if fresh:
-        clear_output(options.out)
+    else:
+        clear_build(layout.root, [p.config.name for p in plans])
     write_options_file(layout, inputs)
     for name, index in indexes.items():
         index.save(eval_index_file(layout.decontaminate(name)))
-    return plans
 
 
 def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dict | None:
@@ -425,11 +408,19 @@ def run_build(recipe: Recipe, options: BuildOptions, fresh: bool = False) -> dic
     slurm, whose jobs finish later).
 
     Nothing is written (nor, with `fresh`, deleted) before the recipe, its sources, the tokenizer
-    and the options are checked. On a rerun, finished tasks whose outputs were since damaged
+    and the options are checked, and before this process holds the folder's lock (a second build
+    into the same folder is refused). On a rerun, finished tasks whose outputs were since damaged
     (a deleted or truncated shard or index, a missing partition or stats file) are found and run
     again; the others are skipped.
     """
-    plans = prepare(recipe, options, fresh)
+    plans, inputs, indexes = check_build(recipe, options)
+    with hold_lock(options.layout.lock, log=logger.warning):
+        claim_folder(options.layout, plans, inputs, indexes, fresh)
+        return run_passes(recipe, options, plans)
+
+
+def run_passes(recipe: Recipe, options: BuildOptions, plans: list[DomainPlan]) -> dict | None:
+    """Run the passes of a claimed build folder (see `run_build`)."""
     layout = options.layout
     steps = {name: pass_step(plans, name, layout) for name in BUILD_PASSES}
     passes = [(name, step) for name, step in steps.items() if step is not None]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.layout import task_progress_file, task_stats_file
 from prolong_data.lengths import LENGTH_EDGES, length_bins
 
@@ -136,8 +137,7 @@ class DomainTasks(PipelineStep):
         )  # this worker so far
         extra["progress"] = progress.counts()
         path = task_stats_file(self.stats_folder, job.domain, local)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"steps": report, **extra}, indent=1, sort_keys=True) + "\n")
+        write_json_atomic(path, {"steps": report, **extra}, indent=1, sort_keys=True)
         progress.finish()
         return iter(())
 

@@ -9,6 +9,7 @@ import sysconfig
 from pathlib import Path
 
 from pipelines.recipe import GROUPS, Recipe, recipe_to_yaml
+from prolong_data.atomic_write import write_json_atomic, write_text_atomic
 from prolong_data.budget import format_budget, over_limit, plan_budget
 from prolong_data.decontaminate import read_touched
 from prolong_data.filters import HashSplitFilter, MinTokensFilter
@@ -113,11 +114,11 @@ def finalize_build(
     _write_json(layout.report_file(BAD_INPUT_REPORT), bad)
     summary["bad_input"] = bad["counts"]
     _write_json(layout.manifest, summary)
-    layout.recipe.write_text(recipe_to_yaml(recipe))
+    write_text_atomic(layout.recipe, recipe_to_yaml(recipe))
     text = format_report(summary, bad)
     print(text)
     if report:
-        layout.report_file(REPORT_TEXT).write_text(text + "\n")
+        write_text_atomic(layout.report_file(REPORT_TEXT), text + "\n")
         if can_plot():
             plot_document_lengths(rows, layout.report_file(LENGTHS_PLOT))
             plot_shares(summary, layout.report_file(SHARES_PLOT))
@@ -183,7 +184,7 @@ def write_mixture_files(
     if mixture_file == MIXTURE:
         write_mixture(mixture, layout.root)
     else:  # a sweep variant beside the build's own mixture.json
-        (layout.root / mixture_file).write_text(json.dumps(mixture.to_dict(), indent=2) + "\n")
+        write_json_atomic(layout.root / mixture_file, mixture.to_dict(), indent=2)
     available = {d: rows[d]["sequences"] * recipe.seq_len for d in shares}
     budget = plan_budget(recipe.token_budget, shares, available)
     absent = {d.name: "no sources" for d in recipe.domains if not d.present}
@@ -498,5 +499,4 @@ def _ints(counts: dict) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, data, indent=2, sort_keys=True)

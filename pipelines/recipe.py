@@ -296,6 +296,15 @@ class Recipe:
             corpus=places["corpus"] if used or corpus else self.corpus,
         )
 
+    def input_paths(self) -> list[str]:
+        """Every path the recipe reads: its sources' path fields, the evaluation sets it
+        decontaminates against, and a local tokenizer file or folder (call on a `resolved` recipe; remote URLs included as written)."""
+        paths = [t for d in self.domains for s in d.sources for t in _path_texts(s)]
+        paths += [p for d in self.domains if d.decontaminate for p in d.decontaminate.paths]
+        if self.tokenizer != "llama3" and Path(self.tokenizer).expanduser().exists():
+            paths.append(self.tokenizer)
+        return paths
+
     def to_dict(self) -> dict:
         return to_dict(self)
 

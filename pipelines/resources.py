@@ -24,7 +24,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PASSES = ("read", "build", "finalize")
-"""The passes of a build, in order."""
+"""The passes whose resources a recipe or the command line sets, in order."""
+
+RESOURCE_GROUP = {"signatures": "read", "near_dedup": "finalize"}
+"""The passes of near-dedup domains run with the resources of the pass they resemble: `signatures`
+reads documents task by task like `read`; `near_dedup` gathers a domain's small signature records
+in one task like `finalize`."""
+
+
+def resource_pass(name: str) -> str:
+    """The pass among PASSES whose resources pass `name` runs with."""
+    return RESOURCE_GROUP.get(name, name)
 
 SLURM_OWNED = ("array", "job-name", "output", "error", "dependency", "export", "wrap", "parsable")
 """sbatch options the Slurm executor sets itself (the array, its logs, the pass order): giving one
@@ -104,7 +114,7 @@ class ExecutorConfig:
 
     def resources(self, name: str, defaults: PassResources) -> PassResources:
         """Pass `name`'s resources: its own fields, else `defaults`, else `slurm.time`."""
-        mine = getattr(self, name)
+        mine = getattr(self, resource_pass(name))
         return PassResources(
             cpus=mine.cpus or defaults.cpus,
             mem_gb=mine.mem_gb or defaults.mem_gb,
@@ -125,7 +135,7 @@ def default_resources(name: str, seq_len: int) -> PassResources:
     """A pass's resources when neither the recipe nor the command line sets them: 1 CPU each;
     2 GB for read and finalize; a build task's memory grows with `seq_len` (a 512K task holds
     sequences of 512K tokens while it packs)."""
-    if name != "build":
+    if resource_pass(name) != "build":
         return PassResources(cpus=1, mem_gb=2.0)
     mem = BUILD_MEM_BASE_GB + seq_len * BUILD_MEM_PER_SEQUENCE_TOKEN / 2**30
     return PassResources(cpus=1, mem_gb=float(math.ceil(mem)))

@@ -13,8 +13,10 @@ position or its `name`). Values are read as YAML; the recipe is validated after 
 
 Run the same command again after a crash or a kill: finished tasks are skipped and the shards
 come out identical to an uninterrupted build; finished tasks whose outputs were damaged since are
-run again. Exit status: 0 built; 1 a task failed (see its log; rerun to resume); 2 a user error
-(the message says what to fix; nothing in --out was changed). docs/guarantees.md has the details.
+run again. Exit status: 0 built; 1 a task failed or the disk is full (the message or the task's
+log says why; rerun to resume); 2 a user error (the message says what to fix; nothing in --out
+was changed); 130 / 143 stopped by Ctrl-C / SIGTERM (rerun to resume). docs/guarantees.md has
+the details.
 A live display shows each pass's progress; the tasks' log lines and stats go to
 OUT/.build/logs/ (`--verbose` shows them here too).
 """
@@ -27,13 +29,16 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.build import BuildError, BuildOptions, run_build
+from pipelines.build import BuildError, BuildOptions, check_out_folder, run_build
 from pipelines.executors import DEFAULT_EXECUTOR, executor_kind, executor_names
 from pipelines.finalize import remix
 from pipelines.recipe import load_recipe, recipe_names
 from pipelines.resources import PASSES
+from prolong_data.build_lock import hold_lock
 from prolong_data.config import parse_overrides
-from prolong_data.layout import MIXTURE
+from prolong_data.disk_space import is_out_of_space, out_of_space_message
+from prolong_data.layout import MIXTURE, BuildLayout
+from prolong_data.signals import stop_on_signals
 from prolong_data.sources import SourcePathError
 
 
@@ -189,15 +194,44 @@ def build_options(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    with stop_on_signals("shards"):
+        return run_checked(args)
+
+
+def remix_locked(recipe, out: Path, mixture_file: str) -> None:
+    """`--mixture-only`: rewrite the mixture of the build in `out`, holding its lock."""
+    check_out_folder(out)
+    if not out.is_dir():  # nothing to remix: remix says so, and no folder is created
+        remix(recipe, out, mixture_file)
+        return
+    with hold_lock(BuildLayout(out).lock):
+        remix(recipe, out, mixture_file)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Build (or remix) as `args` say; a full disk is one line and exit status 1."""
     try:
         recipe = resolve_recipe(args)
         options = build_options(args)
         if args.mixture_only:
-            remix(recipe, options.out, args.mixture_file)
+            remix_locked(recipe, options.out, args.mixture_file)
             return 0
         if args.mixture_file != MIXTURE:
             raise ValueError("--mixture-file goes with --mixture-only (a build always writes mixture.json)")
         run_build(recipe, options, fresh=args.fresh)
+    except Exception as err:
+        if not is_out_of_space(err):
+            raise
+        # files were written: not a user error; the same command resumes once there is space
+        print(f"shards: {out_of_space_message(err, args.out)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_checked(args: argparse.Namespace) -> int:
+    """`run_command` with every error turned into one line and an exit status (see the module docstring)."""
+    try:
+        return run_command(args)
     except (ValueError, SourcePathError, BuildError, OSError) as err:
         # every error a user can cause: one message saying what to fix, no traceback
         print(f"shards: {err}", file=sys.stderr)
@@ -205,4 +239,3 @@ def run(args: argparse.Namespace) -> int:
     except RuntimeError as err:  # a task failed (its log says why); a rerun resumes
         print(f"shards: {err}", file=sys.stderr)
         return 1
-    return 0

@@ -9,6 +9,7 @@ one drawing of the output tree (docs/building.md says what each file holds)::
       report/   report.md  budget.json  bad_input.json  document_lengths.png  mixture_shares.png
                 near_dedup.jsonl  decontamination.jsonl   (domains with near_dedup / decontaminate)
       removed/  <domain>/<filter>/NNNNN.jsonl.gz     what filters removed (domains with keep_removed)
+      .lock                                          the build lock (while a build runs)
       .build/   options.json  partitions/<domain>/  logs/shards.log  logs/<pass>/
                 near_dedup/<domain>/{sig-NNNNN.bin, sig-NNNNN.jsonl, removed.jsonl}
                 decontaminate/<domain>/{index.npz, touched-NNNNN.jsonl}
@@ -34,6 +35,10 @@ MIXTURE = "mixture.json"
 RECIPE = "recipe.yaml"
 OPTIONS = "options.json"
 LOG_FILE = "shards.log"
+LOCK = ".lock"
+"""The build lock (`prolong_data.build_lock`): the holder's pid and host while a build runs."""
+RANK_FOLDERS = "rank-[0-9][0-9][0-9][0-9][0-9]"
+"""The per-task folders of a domain folder (glob pattern)."""
 OUTPUT_FILES = (MIXTURE, MANIFEST, RECIPE)
 """Files a build writes at the top of its output folder."""
 INDEX = "index.json"
@@ -132,6 +137,10 @@ class BuildLayout:
         return self.root / REMOVED / domain / filter_name
 
     # -- the work folder -----------------------------------------------------------------------
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
 
     @property
     def work(self) -> Path:

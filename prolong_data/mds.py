@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.contract import HASHES, TOKEN_DTYPE, columns
 from prolong_data.layout import MANIFEST, PACKING_GLOB, RANK_GLOB, index_file, rank_folder
 from prolong_data.mds_format import COMPRESSIONS, DEFAULT_SIZE_LIMIT, NativeMDSWriter, merge_indexes
@@ -111,7 +112,7 @@ def read_packing_reports(domain_folder: str | Path) -> dict:
 def write_manifest(domain_folder: str | Path, manifest: dict) -> Path:
     """Write `manifest.json` beside the shards (sorted keys, so reruns give the same bytes)."""
     path = Path(domain_folder) / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_json_atomic(path, manifest, indent=2, sort_keys=True)
     return path
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.layout import INDEX, index_file
 
 VALUE_DTYPES = {
@@ -166,14 +167,14 @@ class NativeMDSWriter:
     def finish(self) -> None:
         if self._samples:
             self._flush()
-        with open(self.out / INDEX, "w") as f:
-            json.dump({"version": 2, "shards": self.shards}, f, sort_keys=True)
+        write_json_atomic(self.out / INDEX, {"version": 2, "shards": self.shards}, sort_keys=True)
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.finish()
+        if exc_type is None:  # an index only for shards that are whole
+            self.finish()
 
 
 def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
@@ -188,10 +189,7 @@ def merge_indexes(index_files: list[Path], out_folder: Path) -> Path:
                     shard[key]["basename"] = f"{sub}/{shard[key]['basename']}"
             shards.append(shard)
     path = Path(out_folder) / INDEX
-    tmp = path.with_suffix(".json.tmp")
-    with open(tmp, "w") as f:
-        json.dump({"version": 2, "shards": shards}, f)
-    tmp.replace(path)  # atomic: a reader never sees half an index
+    write_json_atomic(path, {"version": 2, "shards": shards})  # a reader never sees half an index
     return path
 
 

@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.layout import MIXTURE
 
 PROPORTION_TOLERANCE = 1e-6
@@ -74,8 +75,7 @@ class Mixture:
 def write_mixture(mixture: Mixture, root: str | Path) -> Path:
     """Write `root/mixture.json`."""
     path = Path(root) / MIXTURE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(mixture.to_dict(), indent=2, sort_keys=False) + "\n")
+    write_json_atomic(path, mixture.to_dict(), indent=2)
     return path
 
 

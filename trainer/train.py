@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +36,10 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from prolong_data.atomic_write import write_text_atomic
+from prolong_data.layout import MIXTURE
+from prolong_data.path_safety import check_output_apart
+from prolong_data.signals import RESUME_LINE, Stopped, StopRequest, exit_status, stop_on_signals
 from trainer.attention import DocMask, resolve_backend
 from trainer.checkpoint import (
     full_model_state,
@@ -343,15 +349,20 @@ def open_metrics(run: Run) -> MetricsLog:
 
 
 def export(run: Run) -> Path | None:
-    """Writes ``<out>/hf`` from the trained weights (collective; rank 0 writes)."""
+    """Writes ``<out>/hf`` from the trained weights (collective; rank 0 writes). The export is
+    written to ``<out>/.hf.partial`` and renamed when whole, so ``hf`` is never half-written."""
     state = full_model_state(run.model)
     if not run.env.is_main:
         return None
+    final, partial = run.out / "hf", run.out / ".hf.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # what a killed export left
     tokenizer = load_tokenizer(run.cfg.model)
-    path = export_hf(state, run.model.lm.config, tokenizer, run.out / "hf", chat=run.cfg.data.apply_masks)
+    export_hf(state, run.model.lm.config, tokenizer, partial, chat=run.cfg.data.apply_masks)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
     if run.cfg.smoke:
-        check_export_loads(path, state)
-    return path
+        check_export_loads(final, state)
+    return final
 
 
 def check_export_loads(path: Path, state: dict) -> None:
@@ -366,45 +377,93 @@ def check_export_loads(path: Path, state: dict) -> None:
     print(f"HF export {path} loads with AutoModelForCausalLM and holds the trained weights", flush=True)
 
 
+def mixture_inputs(mixture: str) -> list[str]:
+    """The mixture file and the domain folders its streams name (only the file when it does not
+    read: the data checks say why)."""
+    from prolong_data.mixture import read_mixture
+
+    try:
+        parsed, root = read_mixture(mixture)
+        folders = parsed.resolved_paths(root)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [mixture]
+    file = Path(mixture) / MIXTURE if Path(mixture).is_dir() else Path(mixture)
+    return [str(file), *map(str, folders.values())]
+
+
+def run_inputs(cfg: Config) -> list[str]:
+    """The local paths a run reads: the shards' folder, the model and tokenizer, the held-out
+    documents, the optimizer state of the previous stage (hub ids and remote paths are left out)."""
+    paths = [*mixture_inputs(cfg.data.mixture), cfg.model.path, cfg.model.tokenizer]
+    paths += [cfg.eval.heldout if cfg.eval.every_steps else None, cfg.checkpoint.init_optimizer_from]
+    return [p for p in paths if p and Path(p).exists()]
+
+
 def train(cfg: Config, env: DistEnv) -> Path:
     """Runs (or resumes) the stage described by ``cfg``; returns the run folder."""
     from tqdm import tqdm
 
+    check_output_apart(cfg.out, run_inputs(cfg), flag="out")
     torch.manual_seed(cfg.train.seed)
-    run = build(cfg, env, pick_device(env))
-    if env.is_main:
-        run.out.mkdir(parents=True, exist_ok=True)
-        (run.out / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    start = resume(run)
+    with stop_on_signals("train"):  # a signal before the first step ends the run at once
+        run = build(cfg, env, pick_device(env))
+        if env.is_main:
+            write_text_atomic(run.out / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        start = resume(run)
     stop = min(cfg.train.steps, cfg.train.stop_at_step or cfg.train.steps)
     log = open_metrics(run)
     batches = endless(run.loader)
     heldout = heldout_ids(cfg, load_tokenizer(cfg.model)) if cfg.eval.every_steps else []
     bar = tqdm(total=stop, initial=start, disable=not (env.is_main and cfg.log.progress_bar), unit="step")
-    try:
-        for step in range(start + 1, stop + 1):
-            began = time.perf_counter()
-            micro_batches = [next(batches) for _ in range(run.accum)]
-            lr = run.scheduler.get_last_lr()[0]
-            result = train_step(run, micro_batches)
-            if step % cfg.log.every_steps == 0 or step == stop:
-                record = log_record(run, step, result, time.perf_counter() - began, lr)
-                log.write(record)
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
-                )
-            bar.update(1)
-            if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
-                buckets = doc_loss_by_bucket(run.model, heldout, cfg.eval.window, run.device, run.attention)
-                log.write({"step": step, **buckets})
-            if step % cfg.checkpoint.every_steps == 0 or step == stop:
-                save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
-    finally:
-        bar.close()
-        log.close()
+    signals = StopRequest("train")
+    with signals:
+        try:
+            _train_steps(run, cfg, start, stop, log, batches, heldout, bar, signals)
+        finally:
+            bar.close()
+            log.close()
     if stop == cfg.train.steps and cfg.checkpoint.export_hf:
-        export(run)
+        with stop_on_signals("train"):  # a signal now leaves no `hf` folder; the same command exports
+            export(run)
     return run.out
+
+
+def _train_steps(run: Run, cfg: Config, start: int, stop: int, log, batches, heldout, bar, signals) -> None:
+    """Steps `start + 1` .. `stop`: train, log, evaluate and checkpoint as configured. A signal
+    (`signals`) ends the loop at the next step boundary on every rank; SIGTERM (a scheduler's
+    preemption) saves a checkpoint there first, unless the step just saved one."""
+    for step in range(start + 1, stop + 1):
+        began = time.perf_counter()
+        micro_batches = [next(batches) for _ in range(run.accum)]
+        lr = run.scheduler.get_last_lr()[0]
+        result = train_step(run, micro_batches)
+        if step % cfg.log.every_steps == 0 or step == stop:
+            record = log_record(run, step, result, time.perf_counter() - began, lr)
+            log.write(record)
+            bar.set_postfix(
+                loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", tok_s=f"{record['tokens_per_s']:.0f}"
+            )
+        bar.update(1)
+        if cfg.eval.every_steps and (step % cfg.eval.every_steps == 0 or step == stop):
+            buckets = doc_loss_by_bucket(run.model, heldout, cfg.eval.window, run.device, run.attention)
+            log.write({"step": step, **buckets})
+        if step % cfg.checkpoint.every_steps == 0 or step == stop:
+            save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
+        saved = step % cfg.checkpoint.every_steps == 0 or step == stop
+        signum = agreed_signal(signals.signum, run.device)
+        if signum:
+            if signum == signal.SIGTERM and not saved:
+                save_checkpoint(run.checkpoints, step, run.model, run.optimizer, run.scheduler, run.loader)
+            raise Stopped(signum)
+
+
+def agreed_signal(signum: int | None, device) -> int:
+    """The signal any rank got (0: none), the same on every rank, so that all stop at one step."""
+    if not dist.is_initialized():
+        return signum or 0
+    flag = torch.tensor([signum or 0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return int(flag.item())
 
 
 def init_distributed() -> DistEnv:
@@ -476,6 +535,10 @@ def cli(argv: list[str] | None = None) -> int:
     """``main`` for the command line: a user error is one message on stderr and exit status 2."""
     try:
         main(argv)
+    except Stopped as stopped:  # at a step boundary; SIGTERM saved a checkpoint there
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"train: {RESUME_LINE}", file=sys.stderr, flush=True)
+        return exit_status(stopped.signum)
     except (ValueError, FileNotFoundError) as error:
         if int(os.environ.get("RANK", 0)) == 0:
             print(f"error: {error}", file=sys.stderr, flush=True)

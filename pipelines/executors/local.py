@@ -29,10 +29,41 @@ class QuietLocalExecutor(LocalPipelineExecutor):
         self.log_file = log_file
 
     def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        terminal = sys.stderr
+        sys.stderr = FirstLines(terminal)  # datatrove's console sink of the task writes here
         try:
             return super()._run_for_rank(rank, local_rank + 1, node_rank)
         finally:
+            sys.stderr = terminal
             route_logs(self.log_file)
+
+
+class FirstLines:
+    """A task's terminal: the first line of each record (a failed task's error, without its
+    traceback, which its log file keeps), and nothing of loguru's reports about a log file it
+    cannot write (a full disk: the command's own message says so)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.in_report = False
+
+    def write(self, text: str) -> int:
+        if text.startswith("--- Logging error"):
+            self.in_report = True
+        if not self.in_report and text.strip():
+            self.stream.write(text.split("\n", 1)[0] + "\n")
+        if text.startswith("--- End of logging error"):
+            self.in_report = False
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
 
 
 @register_executor

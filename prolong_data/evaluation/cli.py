@@ -22,6 +22,8 @@ from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
 from prolong_data.evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
 from prolong_data.evaluation.tasks import PROTOCOL_DEFAULTS, PROTOCOL_TASKS, protocol_tasks
 from prolong_data.extras import TrainExtraMissing, require_train_extra
+from prolong_data.path_safety import UnsafeOutputError, check_output_apart
+from prolong_data.signals import stop_on_signals
 
 
 def parse_lengths(text: str) -> tuple[int, ...]:
@@ -166,6 +168,11 @@ def run(args: argparse.Namespace) -> int:
     check_out_folder(args.out)
     from prolong_data.evaluation.backends.hf import load_tokenizer, model_max_positions
 
+    try:  # a local model folder and the held-out documents; a hub id names no local path
+        check_output_apart(args.out, [p for p in (args.model, args.heldout) if Path(p).exists()])
+    except UnsafeOutputError as error:
+        raise EvalUsageError(str(error)) from None
+
     defaults = PROTOCOL_DEFAULTS[args.protocol]
     tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip()) if args.tasks else defaults["tasks"]
     lengths = parse_lengths(args.lengths)
@@ -207,9 +214,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2."""
+    """Entry point of ``prolong-data eval``: usage errors print one line and exit with status 2;
+    Ctrl-C or SIGTERM stop it (exit 130 / 143) and the same command resumes."""
     try:
-        return run(args)
+        with stop_on_signals("eval"):
+            return run(args)
     except (EvalUsageError, TrainExtraMissing) as error:
         print(f"prolong-data eval: error: {error}", file=sys.stderr)
         return 2

@@ -6,6 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from prolong_data.atomic_write import write_json_atomic, write_text_atomic
 from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.evaluation.tasks import doc_loss as doc_loss_task
 from prolong_data.evaluation.tasks import recall_category, task_order
@@ -222,8 +223,8 @@ def plot_loss_by_position(summary: dict, path: Path) -> Path | None:
 
 
 def write_reports(out: Path, summary: dict) -> None:
-    (out / "results.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (out / "results.md").write_text(results_markdown(summary))
+    write_json_atomic(out / "results.json", summary, indent=1)
+    write_text_atomic(out / "results.md", results_markdown(summary))
     for name, plot in (
         ("needle_depth.png", plot_needle_depth),
         ("loss_by_position.png", plot_loss_by_position),

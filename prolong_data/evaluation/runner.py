@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.evaluation import report
 from prolong_data.evaluation.backends import Backend
 from prolong_data.evaluation.datadir import load_examples
@@ -150,7 +151,7 @@ def prepare_folder(out: Path, settings: EvalSettings, fresh: bool) -> None:
                 f"{out} holds an evaluation with other settings (differs in {', '.join(differ)}); "
                 "pass --fresh to start over there, or another --out"
             )
-    path.write_text(json.dumps(settings.to_json(), indent=1) + "\n")
+    write_json_atomic(path, settings.to_json(), indent=1)
 
 
 def make_examples(

@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.atomic_write import write_text_atomic
 from prolong_data.layout import packing_report
 from prolong_data.packing.bfd import BFDPacker
 from prolong_data.packing.binning import LengthBinner
@@ -39,8 +40,7 @@ class _PackStep(PipelineStep):
                 self.stat_update(key, value=value)
         if self.report_folder:
             path = packing_report(self.report_folder, rank)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(stats.as_dict(), sort_keys=True) + "\n")
+            write_text_atomic(path, json.dumps(stats.as_dict(), sort_keys=True) + "\n")
 
 
 class PackConcat(_PackStep):

@@ -13,6 +13,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from prolong_data.atomic_write import write_json_atomic
 from prolong_data.sources.files import printable
 
 REASONS = (
@@ -66,9 +67,7 @@ class BadInputLog:
 
     def write(self, path: str | Path) -> None:
         """Write the log as JSON (sorted keys: the same input gives the same bytes)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        write_json_atomic(path, self.to_dict(), indent=1, sort_keys=True)
 
 
 def merge_bad_input(paths: list[Path], keep_examples: int = 20) -> dict:

@@ -12,6 +12,8 @@ import pytest
 
 from pipelines.cli import main
 
+HERE = Path(__file__).parent
+"""A folder that exists, as held-out documents (the command ends before it reads them)."""
 TASKS = "json_kv,niah_single,niah_multikey,niah_multivalue,doc_loss"
 
 
@@ -62,7 +64,11 @@ def run_cli(*args):
     "args, message",
     [
         ([], "--model is required"),
-        (["--model", "no/such-model-here", "--heldout", "."], "cannot load --model"),
+        (["--model", "no/such-model-here", "--heldout", str(HERE)], "cannot load --model"),
+        (
+            ["--model", "m", "--heldout", str(HERE), "--out", str(HERE / "eval")],
+            "choose an output folder apart",
+        ),
         (["--model", "m", "--heldout", "/no/such/folder"], "held-out folder"),
         (["--model", "m", "--tasks", "json_kv,bogus"], "unknown task"),
         (["--model", "m", "--lengths", "8K,lots"], "not a token count"),

@@ -81,6 +81,19 @@ def test_build_tasks_of_longer_sequences_get_more_memory():
     assert default_resources("finalize", 524288).mem_gb == default_resources("read", 524288).mem_gb
 
 
+def test_near_dedup_passes_run_with_the_resources_of_the_pass_they_resemble():
+    settings = from_dict(
+        ExecutorConfig,
+        {"read": {"mem_gb": 5, "cpus": 3}, "finalize": {"mem_gb": 7}, "build": {"mem_gb": 11}},
+    )
+    defaults = default_resources("signatures", 65536)
+    assert settings.resources("signatures", defaults) == settings.resources("read", defaults)
+    assert settings.resources("signatures", defaults).mem_gb == 5
+    assert settings.resources("near_dedup", defaults).mem_gb == 7
+    # the near-dedup passes hold no sequences: their default memory does not grow with seq_len
+    assert default_resources("near_dedup", 524288) == default_resources("finalize", 524288)
+
+
 def test_sbatch_scripts_carry_each_pass_and_the_users_options(tmp_path):
     settings = settings_of(
         build={"cpus": 4, "mem_gb": 10},
