@@ -16,6 +16,7 @@ from pathlib import Path
 
 from prolong_data.evaluation import report
 from prolong_data.evaluation.backends import load_backend
+from prolong_data.evaluation.datadir import check_files
 from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.evaluation.haystack import DEFAULT_HELDOUT
 from prolong_data.evaluation.runner import EvalSettings, run_evaluation, settings_need_heldout
@@ -111,6 +112,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="folder of held-out long documents (.txt[.gz], .jsonl[.gz])",
     )
     p.add_argument(
+        "--data-dir",
+        default=None,
+        help="--protocol helmet or ruler: evaluate on the anchor's released files in this folder "
+        "(HELMET's data/, or RULER's {root}/{model}/synthetic) instead of generated examples",
+    )
+    p.add_argument(
         "--window", type=int, default=4096, help="doc_loss: the short window compared with the full context"
     )
     p.add_argument(
@@ -181,13 +188,17 @@ def run(args: argparse.Namespace) -> int:
         documents=args.documents,
         backend=args.backend,
         protocol=args.protocol,
+        data_dir=args.data_dir,
     )  # validates before the model loads
-    if settings_need_heldout(args.protocol, tasks) and not Path(args.heldout).is_dir():
+    if settings_need_heldout(args.protocol, tasks, args.data_dir) and not Path(args.heldout).is_dir():
         raise EvalUsageError(
             f"held-out folder {args.heldout} does not exist; pass --heldout DIR (long .txt/.txt.gz/.jsonl "
             "documents the model was not trained on)"
         )
-    chat_mode = "off" if args.protocol == "helmet" and args.chat == "auto" else args.chat
+    if args.data_dir is not None:
+        check_files(args.protocol, args.data_dir, settings.tasks, settings.lengths)
+    base_only = args.protocol == "helmet" or args.data_dir is not None  # the anchors' base format
+    chat_mode = "off" if base_only and args.chat == "auto" else args.chat
     settings.chat = resolve_chat(chat_mode, load_tokenizer(args.model))
     check_lengths_fit(settings.lengths, model_max_positions(args.model), args.model)
     backend = load_backend(

@@ -25,6 +25,7 @@ from pathlib import Path
 from prolong_data.atomic_write import write_json_atomic
 from prolong_data.evaluation import report
 from prolong_data.evaluation.backends import Backend
+from prolong_data.evaluation.datadir import load_examples
 from prolong_data.evaluation.errors import EvalUsageError
 from prolong_data.evaluation.haystack import DEFAULT_HELDOUT, Haystack, read_documents
 from prolong_data.evaluation.prompts import Example, PromptFormat
@@ -67,6 +68,9 @@ class EvalSettings:
     """hf (transformers) or vllm."""
     protocol: str = "default"
     """Which tasks and procedures: ``default`` (ours) or ``helmet`` (HELMET's recall category)."""
+    data_dir: str | None = None
+    """The anchors' released example files to evaluate on (``prolong_data.evaluation.datadir``);
+    None: examples are generated."""
     extra: dict = field(default_factory=dict)
     """Free-form notes recorded with the results (e.g. the chat mode that was asked for)."""
 
@@ -90,6 +94,8 @@ class EvalSettings:
             raise EvalUsageError("--samples and --depths must be at least 1")
         if self.window < 2:
             raise EvalUsageError("--window must be at least 2 tokens")
+        if self.data_dir is not None and self.protocol == "default":
+            raise EvalUsageError("--data-dir reads HELMET's or RULER's files: add --protocol helmet or ruler")
         self.tasks = tuple(dict.fromkeys(self.tasks))
         self.lengths = tuple(sorted(set(self.lengths)))
 
@@ -151,8 +157,13 @@ def prepare_folder(out: Path, settings: EvalSettings, fresh: bool) -> None:
 def make_examples(
     settings: EvalSettings, fmt: PromptFormat, haystack: Haystack | None, progress: bool
 ) -> list[Example]:
-    """Every recall example, shortest lengths first."""
+    """Every recall example, shortest lengths first (read from ``data_dir`` when one is set)."""
     from tqdm import tqdm
+
+    if settings.data_dir is not None:
+        return load_examples(
+            settings.protocol, settings.data_dir, settings.tasks, settings.lengths, settings.samples, fmt
+        )
 
     plan = [
         (length, name, index)
@@ -253,8 +264,11 @@ def run_doc_loss(settings: EvalSettings, documents, backend: Backend, stream: St
         stream.append(doc_loss_task.document_record(doc.name, full, windowed))
 
 
-def settings_need_heldout(protocol: str, tasks) -> bool:
-    """Whether any task reads the held-out documents (needles' haystack, doc_loss)."""
+def settings_need_heldout(protocol: str, tasks, data_dir: str | None = None) -> bool:
+    """Whether any task reads the held-out documents (needles' haystack, doc_loss); none does
+    when the examples come from a data dir."""
+    if data_dir is not None:
+        return False
     recall = recall_tasks(protocol)
     return any(t == DOC_LOSS or (t in recall and recall[t].needs_haystack) for t in tasks)
 
@@ -272,7 +286,7 @@ def run_evaluation(
     out = Path(out)
     prepare_folder(out, settings, fresh)
     fmt = PromptFormat(backend.tokenizer, settings.chat)
-    needs_docs = settings_need_heldout(settings.protocol, settings.tasks)
+    needs_docs = settings_need_heldout(settings.protocol, settings.tasks, settings.data_dir)
     documents = read_documents(settings.heldout) if needs_docs else []
     haystack = Haystack(documents) if documents else None
     examples = load_or_make_examples(out, settings, fmt, haystack, progress)
