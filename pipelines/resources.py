@@ -36,6 +36,7 @@ def resource_pass(name: str) -> str:
     """The pass among PASSES whose resources pass `name` runs with."""
     return RESOURCE_GROUP.get(name, name)
 
+
 SLURM_OWNED = ("array", "job-name", "output", "error", "dependency", "export", "wrap", "parsable")
 """sbatch options the Slurm executor sets itself (the array, its logs, the pass order): giving one
 would break the build, so it is refused."""
