@@ -20,18 +20,17 @@ module registers itself (and its flags, and its `--executor` choice) with no oth
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import pkgutil
 from pathlib import Path
 from typing import ClassVar
 
 from pipelines.resources import ExecutorConfig, PassResources, default_resources
+from prolong_data.registry import Registry
 
 DEFAULT_EXECUTOR = "local"
 """The executor of a build that names none."""
 
-_REGISTRY: dict[str, type[Executor]] = {}
+_REGISTRY = Registry("executor", "pipelines.executors")
 
 
 class Executor:
@@ -81,35 +80,20 @@ def register_executor(cls: type[Executor]) -> type[Executor]:
     """Class decorator: make `cls` the executor of `--executor {cls.name}`."""
     if not cls.name:
         raise TypeError(f"{cls.__name__} needs a `name` (its --executor value) to be registered")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise ValueError(
-            f"executor {cls.name!r} is registered twice: {_REGISTRY[cls.name].__name__} and {cls.__name__}"
-        )
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _import_executors() -> None:
-    """Import every module of `pipelines.executors`, so each executor has registered itself."""
-    import pipelines.executors as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    return _REGISTRY.add(cls.name, cls)
 
 
 def executor_names() -> list[str]:
     """The registered executor names, sorted."""
-    _import_executors()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def executor_kind(name: str) -> Executor:
     """The executor registered as `name`; `ValueError` naming the executors if there is none."""
-    if name not in _REGISTRY:
-        _import_executors()
-    if name not in _REGISTRY:
+    cls = _REGISTRY.find(name)
+    if cls is None:
         raise ValueError(f"executor must be one of {', '.join(sorted(_REGISTRY))}, got {name!r}")
-    return _REGISTRY[name]()
+    return cls()
 
 
 def check_executor_options(options, settings: ExecutorConfig | None = None) -> None:

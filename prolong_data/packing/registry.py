@@ -21,17 +21,17 @@ registers itself with no other file to edit.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.registry import Registry
+
 DEFAULT_MODE = "concat"
 """The mode of a `pack:` that names none."""
 
-_REGISTRY: dict[str, type[PackConfig]] = {}
+_REGISTRY = Registry("pack mode", "prolong_data.packing")
 
 
 @dataclass(kw_only=True)
@@ -88,35 +88,20 @@ def register_pack_mode(cls: type[PackConfig]) -> type[PackConfig]:
     mode = _default_mode(cls)
     if mode is None:
         raise TypeError(f"{cls.__name__} needs a default for `mode` (its mode name) to be registered")
-    if mode in _REGISTRY and _REGISTRY[mode] is not cls:
-        raise ValueError(
-            f"pack mode {mode!r} is registered twice: {_REGISTRY[mode].__name__} and {cls.__name__}"
-        )
-    _REGISTRY[mode] = cls
-    return cls
-
-
-def _import_modes() -> None:
-    """Import every module of `prolong_data.packing`, so each mode has registered itself."""
-    import prolong_data.packing as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    return _REGISTRY.add(mode, cls)
 
 
 def pack_modes() -> list[str]:
     """The registered mode names, sorted."""
-    _import_modes()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def pack_mode_class(mode: str) -> type[PackConfig]:
     """The config class registered for `mode`; `ValueError` naming the modes if there is none."""
-    if mode not in _REGISTRY:
-        _import_modes()
-    if mode not in _REGISTRY:
+    cls = _REGISTRY.find(mode)
+    if cls is None:
         raise ValueError(f"pack mode {mode!r} is not one of {sorted(_REGISTRY)}")
-    return _REGISTRY[mode]
+    return cls
 
 
 def default_pack() -> PackConfig:

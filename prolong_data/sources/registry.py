@@ -21,13 +21,12 @@ registers itself with no other file to edit.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field, fields
 from typing import ClassVar, Literal
 
 from datatrove.pipeline.base import PipelineStep
 
+from prolong_data.registry import Registry
 from prolong_data.tokenization import TokenizeDocuments
 
 UTF8_POLICIES = ("repair", "drop")
@@ -40,7 +39,7 @@ DOCUMENT_FORMS = ("text", "chat", "tokens")
 (rendered by the chat template and tokenized with loss masks), or `tokens` (already token ids:
 nothing to tokenize)."""
 
-_REGISTRY: dict[str, type[SourceConfig]] = {}
+_REGISTRY = Registry("source kind", "prolong_data.sources")
 
 
 def check_utf8_policy(mode: str) -> str:
@@ -176,34 +175,19 @@ def register_source(cls: type[SourceConfig]) -> type[SourceConfig]:
     kind = _default_kind(cls)
     if kind is None:
         raise TypeError(f"{cls.__name__} needs a default for `kind` (its kind name) to be registered")
-    if kind in _REGISTRY and _REGISTRY[kind] is not cls:
-        raise ValueError(
-            f"source kind {kind!r} is registered twice: {_REGISTRY[kind].__name__} and {cls.__name__}"
-        )
     if cls.produces not in DOCUMENT_FORMS:
         raise ValueError(f"{cls.__name__}.produces must be one of {DOCUMENT_FORMS}, got {cls.produces!r}")
-    _REGISTRY[kind] = cls
-    return cls
-
-
-def _import_kinds() -> None:
-    """Import every module of `prolong_data.sources`, so each kind has registered itself."""
-    import prolong_data.sources as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    return _REGISTRY.add(kind, cls)
 
 
 def source_kinds() -> list[str]:
     """The registered kind names, sorted."""
-    _import_kinds()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def source_class(kind: str) -> type[SourceConfig]:
     """The config class registered for `kind`; `ValueError` naming the kinds if there is none."""
-    if kind not in _REGISTRY:
-        _import_kinds()
-    if kind not in _REGISTRY:
+    cls = _REGISTRY.find(kind)
+    if cls is None:
         raise ValueError(f"source kind {kind!r} is not one of {sorted(_REGISTRY)}")
-    return _REGISTRY[kind]
+    return cls
