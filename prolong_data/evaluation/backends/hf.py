@@ -105,29 +105,12 @@ class HFBackend(Backend):
         }
 
     def generate(self, ids: list[int], max_new_tokens: int) -> str:
-        import torch
-
-        x = torch.tensor([ids], device=self.device)
-        with torch.inference_mode():
-            out = self.lm.generate(
-                input_ids=x,
-                attention_mask=torch.ones_like(x),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=self.stop_ids,
-                pad_token_id=self.stop_ids[0] if self.stop_ids else 0,
-            )
-        return self.tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+        return self.generate_batch([ids], max_new_tokens)[0]
 
     def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
         """Greedy continuations of a batch: prompts left-padded to the longest, padding masked out."""
         import torch
 
-        if len(prompts) == 1:
-            return [self.generate(prompts[0], max_new_tokens)]
         width = max(len(ids) for ids in prompts)
         pad = self.stop_ids[0] if self.stop_ids else 0
         x = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompts], device=self.device)  # (B, T)
